@@ -1,0 +1,174 @@
+"""The whole analysis of one binary, as data flows through the project:
+
+binary -> ELF facts -> loader emulation -> missing sonames -> providers from
+the soname index -> ranked candidates -> plan.
+
+`analyse` runs those steps; `nixld.report` turns the result into text or JSON;
+`nixld.resolve` installs the plan and comes back here for the next round.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nixld import paths
+from nixld.errors import DatabaseError
+from nixld.text import safe
+
+if TYPE_CHECKING:
+    from nixld.elf import ElfInfo, ScriptInfo
+    from nixld.loader import Closure, LoaderEnv
+    from nixld.rank import Ranking
+
+HOW_TO_GET_DATABASE = (
+    "get one with `nix-index` (builds it, ~10 min) or download a prebuilt `files` from "
+    "nix-index-database into ~/.cache/nix-index/, or point --db / $NIX_INDEX_DATABASE at it"
+)
+
+
+@dataclass
+class Analysis:
+    """Everything learned about one binary (or script) in one round."""
+
+    path: str
+    info: ElfInfo | ScriptInfo
+    closure: Closure | None = None
+    ranking: Ranking | None = None
+    database: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missing_sonames(self) -> list[str]:
+        return [n.soname for n in self.closure.missing] if self.closure else []
+
+
+def loader_env_for(path: str, env: Mapping[str, str] | None = None,
+                   extra_dirs: Sequence[str] = ()) -> LoaderEnv:
+    """The loader environment the shim would set up for `path`, today.
+
+    The per-binary entry's directories come first, as the shim hands them to
+    the loader; `extra_dirs` are those of a resolution being planned.
+    """
+    from nixld.loader import LoaderEnv
+
+    dirs = [*entry_dirs_for(path), *extra_dirs]
+    return LoaderEnv.from_environ(env, entry_dirs=dirs)
+
+
+def entry_dirs_for(path: str) -> list[str]:
+    """Directories of a still-valid per-binary entry, if there is one."""
+    try:
+        from nixld.entries import entry_for
+    except ImportError:  # pragma: no cover - entries module not present
+        return []
+    found = entry_for(path)
+    if found is None:
+        return []
+    entry, valid = found
+    return list(entry.dirs) if valid else []
+
+
+def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
+            extra_dirs: Sequence[str] = (), loader_env: LoaderEnv | None = None) -> Analysis:
+    """Analyse `path` and, if libraries are missing, rank their providers."""
+    from nixld.elf import ScriptInfo, read_binary
+
+    info = read_binary(path)
+    result = Analysis(path=path, info=info)
+    if isinstance(info, ScriptInfo) or info.is_static:
+        return result
+
+    from nixld.loader import resolve_closure
+
+    lenv = loader_env or loader_env_for(path, env, extra_dirs)
+    result.closure = resolve_closure(info, lenv)
+    missing = result.closure.missing
+    db_file = paths.database_file(db)
+    result.database = db_file
+    if not missing:
+        if not db_file.exists():
+            result.warnings.append(
+                f"no nix-index database at {db_file} (not needed now: nothing is missing)")
+        return result
+    if not db_file.exists():
+        raise DatabaseError(
+            f"{missing[0].soname} and {len(missing) - 1} more are missing, but there is no "
+            f"nix-index database at {db_file}: {HOW_TO_GET_DATABASE}"
+            if len(missing) > 1 else
+            f"{missing[0].soname} is missing, but there is no nix-index database at "
+            f"{db_file}: {HOW_TO_GET_DATABASE}")
+    result.ranking = rank_missing(result.closure, db_file)
+    return result
+
+
+def required_versions(closure: Closure) -> dict[str, list[str]]:
+    """soname -> versions the closure needs from it (for the candidate check)."""
+    required: dict[str, set[str]] = {}
+    objects = [closure.binary.version_needs]
+    objects += [_version_needs_of(n.path) for n in closure.needed if n.path]
+    for needs in objects:
+        for need in needs:
+            required.setdefault(need.library, set()).update(need.versions)
+    return {soname: sorted(vs) for soname, vs in required.items()}
+
+
+def _version_needs_of(path: str) -> tuple:  # type: ignore[type-arg]
+    from nixld.elf import read_library
+
+    try:
+        return read_library(path).version_needs
+    except Exception:  # an unreadable library was already reported by the loader
+        return ()
+
+
+def rank_missing(closure: Closure, db_file: Path) -> Ranking:
+    """Look up every missing soname of one closure in one go and rank them."""
+    return rank_sonames([n.soname for n in closure.missing], required_versions(closure), db_file)
+
+
+def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
+                 db_file: Path, *, exclude: Set[tuple[str, str]] = frozenset()) -> Ranking:
+    """Rank the providers of `sonames`, minus excluded (soname, store path) pairs."""
+    from nixld.index import SonameIndex
+    from nixld.rank import local_version_check, rank_candidates
+
+    index = SonameIndex.open(db_file, progress=_progress_printer())
+    providers = {
+        soname: [p for p in provs if (soname, p.store_path.path) not in exclude]
+        for soname, provs in index.lookup(sonames).items()
+    }
+    for soname in sonames:
+        providers.setdefault(soname, [])
+    counts = _library_counts(index, providers)
+    check = local_version_check(required, _version_defs)
+    return rank_candidates(providers, library_counts=counts, version_check=check)
+
+
+def _library_counts(index: object, providers: Mapping[str, Sequence[object]]) -> dict[str, int]:
+    counter = getattr(index, "library_count", None)
+    if counter is None:
+        return {}
+    paths_seen = {p.store_path.path for provs in providers.values() for p in provs}  # type: ignore[attr-defined]
+    return {p: int(counter(p)) for p in paths_seen}
+
+
+def _version_defs(path: str) -> tuple[str, ...]:
+    from nixld.elf import read_library
+
+    return tuple(read_library(path).version_defs)
+
+
+def _progress_printer() -> Callable[[str], None] | None:
+    """Progress of a first index build, on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(message: str) -> None:
+        sys.stderr.write(f"\r\x1b[K{safe(message)}")
+        sys.stderr.flush()
+
+    return show

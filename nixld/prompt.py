@@ -1,0 +1,190 @@
+"""The one prompt: asked by `nixld-hook resolve` and by the shell hooks.
+
+It is asked on `/dev/tty`, only when stdin and stderr are terminals, with the
+terminal put in cooked mode for the question and restored afterwards: fish
+runs its event handlers with the terminal raw, where a typed Enter arrives as
+a carriage return and nothing is echoed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from nixld.text import safe
+
+if TYPE_CHECKING:
+    from nixld.rank import Candidate, Choice, PlanItem
+
+
+class Answer(enum.Enum):
+    YES = "yes"  # install the plan; covers every later round for this binary
+    NO = "no"
+    CHOOSE = "choose"  # pick a candidate per library
+    ALWAYS = "always"  # yes, and turn on auto-accept from now on
+    NEVER = "never"  # no, and never ask for this binary again
+
+
+_ANSWERS = {
+    "": Answer.YES, "y": Answer.YES, "yes": Answer.YES,
+    "n": Answer.NO, "no": Answer.NO,
+    "c": Answer.CHOOSE, "choose": Answer.CHOOSE,
+    "a": Answer.ALWAYS, "always": Answer.ALWAYS,
+    "v": Answer.NEVER, "never": Answer.NEVER,
+}
+
+
+def can_prompt() -> bool:
+    """A question may be asked only of a person at a terminal, never in CI."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (ValueError, AttributeError):  # closed or replaced streams
+        return False
+
+
+@contextlib.contextmanager
+def cooked_tty() -> Iterator[TextIO]:
+    """Open /dev/tty in cooked mode (echo, line editing, CR -> NL); restore after."""
+    import termios
+
+    fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    saved = None
+    try:
+        with contextlib.suppress(termios.error):
+            saved = termios.tcgetattr(fd)
+            mode = termios.tcgetattr(fd)
+            mode[0] |= termios.ICRNL  # iflag: Enter (CR) ends the line
+            mode[3] |= termios.ICANON | termios.ECHO | termios.ISIG  # lflag
+            mode[6][termios.VMIN] = 1
+            termios.tcsetattr(fd, termios.TCSANOW, mode)
+        with os.fdopen(os.dup(fd), "r+", encoding="utf-8", errors="replace",
+                       newline=None) as tty:
+            yield tty
+    finally:
+        if saved is not None:
+            with contextlib.suppress(termios.error):
+                termios.tcsetattr(fd, termios.TCSANOW, saved)
+        os.close(fd)
+
+
+def _ask(tty: TextIO, question: str) -> str:
+    tty.write(question)
+    tty.flush()
+    line = tty.readline()
+    if not line:  # end of input (Ctrl-D): the safe answer
+        raise EOFError
+    return line.strip().lower()
+
+
+def format_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What the prompt shows: the binary, what it lacks, what would come."""
+
+    binary: str
+    missing: Sequence[str]
+    plan: Sequence[PlanItem]
+    download: int | None
+    to_fetch: int
+
+
+def describe_plan(summary: PlanSummary) -> str:
+    lines = []
+    n = len(summary.missing)
+    names = ", ".join(safe(s) for s in summary.missing[:6])
+    more = f" and {n - 6} more" if n > 6 else ""
+    lines.append(f"nixld-hook: {safe(summary.binary)} lacks {n} librar{'y' if n == 1 else 'ies'}: "
+                 f"{names}{more}")
+    if summary.plan:
+        lines.append("  proposed packages:")
+        width = max(len(safe(p.attr)) + len(p.output) + 3 for p in summary.plan)
+        for item in summary.plan:
+            label = f"{safe(item.attr)} ({item.output})"
+            provides = ", ".join(safe(s) for s in item.sonames)
+            lines.append(f"    {label:<{width}}  for {provides}")
+        if summary.to_fetch:
+            lines.append(f"  to download: {summary.to_fetch} store path"
+                         f"{'s' if summary.to_fetch != 1 else ''}, "
+                         f"{format_size(summary.download)}")
+        else:
+            lines.append("  everything is already in the Nix store")
+    return "\n".join(lines) + "\n"
+
+
+def ask_plan(summary: PlanSummary) -> Answer:
+    """Show the plan and ask what to do; an unknown answer asks again."""
+    with cooked_tty() as tty:
+        tty.write(describe_plan(summary))
+        while True:
+            try:
+                reply = _ask(tty, "Install and remember for this binary? "
+                                  "[Y]es/[n]o/[c]hoose/[a]lways/ne[v]er: ")
+            except EOFError:
+                tty.write("\n")
+                return Answer.NO
+            if reply in _ANSWERS:
+                return _ANSWERS[reply]
+            tty.write("  please answer y, n, c, a or v\n")
+
+
+def choose_candidates(choices: Sequence[Choice]) -> dict[str, Candidate | None]:
+    """Per missing library, pick one of the ranked candidates (Enter: the first)."""
+    picked: dict[str, Candidate | None] = {}
+    with cooked_tty() as tty:
+        for choice in choices:
+            cands = [c for c in choice.candidates if not c.dropped][:9]
+            if not cands:
+                picked[choice.soname] = None
+                continue
+            tty.write(f"{safe(choice.soname)}:\n")
+            default = 1
+            for i, cand in enumerate(cands, 1):
+                if choice.chosen and cand.store_path == choice.chosen.store_path:
+                    default = i
+                why = "; ".join(safe(r) for r in cand.reasons[:2])
+                tty.write(f"  {i}) {safe(cand.attr)} ({cand.output})  {why}\n")
+            tty.write("  0) skip this library\n")
+            while True:
+                try:
+                    reply = _ask(tty, f"  choice [{default}]: ")
+                except EOFError:
+                    reply = "0"
+                if reply == "":
+                    picked[choice.soname] = cands[default - 1]
+                    break
+                if reply.isdigit() and 0 <= int(reply) <= len(cands):
+                    picked[choice.soname] = cands[int(reply) - 1] if int(reply) else None
+                    break
+                tty.write(f"  please answer a number from 0 to {len(cands)}\n")
+    return picked
+
+
+def confirm(question: str, *, default: bool = True) -> bool:
+    """A yes/no question (e.g. "run it again now?")."""
+    hint = "[Y/n]" if default else "[y/N]"
+    with cooked_tty() as tty:
+        try:
+            reply = _ask(tty, f"{question} {hint} ")
+        except EOFError:
+            tty.write("\n")
+            return False
+    if reply == "":
+        return default
+    return reply in ("y", "yes")

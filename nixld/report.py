@@ -1,0 +1,406 @@
+"""Turn an `Analysis` into the `--json` document or the human report.
+
+The JSON shape is defined by `nixld/schema/explain.schema.json` (tests check
+the output against it). The human report is a dependency tree (what needs
+what, found where, missing) and aligned candidate columns; colour only on a
+terminal and never with NO_COLOR. Every name from the binary is passed
+through `safe()` before it reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nixld.text import safe
+
+if TYPE_CHECKING:
+    from nixld.analysis import Analysis
+    from nixld.elf import ElfInfo
+    from nixld.loader import Closure, Needed, VersionProblem
+    from nixld.rank import Candidate, Ranking
+
+SCHEMA_VERSION = 1
+# How many candidates the human report lists per soname (JSON has them all).
+SHOWN_CANDIDATES = 5
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def to_json(analysis: Analysis) -> dict[str, Any]:
+    from nixld.elf import ScriptInfo
+
+    info = analysis.info
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "binary": analysis.path,
+        "warnings": list(analysis.warnings),
+        "needed": [],
+        "missing": [],
+        "plan": [],
+        "dlopen_hints": [],
+        "interpreter": None,
+        "complete": True,
+        "database": str(analysis.database) if analysis.database else None,
+    }
+    if isinstance(info, ScriptInfo):
+        doc["kind"] = "script"
+        doc["script"] = {"interpreter": info.interpreter, "argument": info.argument,
+                         "exists": info.interpreter_exists}
+        doc["complete"] = info.interpreter_exists
+        return doc
+    from nixld.elf import host_compat
+
+    doc["kind"] = "static" if info.is_static else "dynamic"
+    doc["elf"] = _elf_json(info)
+    doc["host_compat"] = host_compat(info)
+    doc["dlopen_hints"] = [
+        {"sonames": list(h.sonames), "feature": h.feature, "description": h.description,
+         "priority": h.priority}
+        for h in info.dlopen
+    ]
+    if info.interpreter:
+        doc["interpreter"] = {"path": info.interpreter,
+                              "exists": os.path.exists(info.interpreter)}
+    closure = analysis.closure
+    if closure is None:
+        return doc
+    env = closure.env
+    doc["loader"] = {"path": env.real_loader, "source": env.real_loader_source,
+                     "exists": closure.real_loader_exists, "glibc": closure.real_loader_glibc}
+    doc["search_path"] = {
+        "entry": list(env.entry_dirs),
+        "LD_LIBRARY_PATH": list(env.ld_library_path),
+        "NIX_LD_LIBRARY_PATH": list(env.nix_ld_library_path),
+    }
+    doc["needed"] = [_needed_json(n) for n in closure.needed]
+    doc["glibc_problems"] = [_problem_json(p) for p in closure.glibc_problems]
+    choices = analysis.ranking.choices if analysis.ranking else {}
+    missing = []
+    for need in closure.missing:
+        choice = choices.get(need.soname)
+        cands = [c for c in choice.candidates if not c.dropped] if choice else []
+        missing.append({
+            "soname": need.soname,
+            "needed_by": list(need.needed_by),
+            "reason": "not-found" if need.path is None else "missing-version",
+            "candidates": [c.to_json() for c in cands],
+            "chosen": choice.chosen.to_json() if choice and choice.chosen else None,
+        })
+    doc["missing"] = missing
+    if analysis.ranking:
+        doc["plan"] = [p.to_json() for p in analysis.ranking.plan]
+    doc["complete"] = closure.complete
+    return doc
+
+
+def _elf_json(info: ElfInfo) -> dict[str, Any]:
+    return {
+        "class": info.elf_class,
+        "machine": info.machine,
+        "arch": info.describe_arch(),
+        "osabi": info.osabi,
+        "type": info.type,
+        "interpreter": info.interpreter,
+        "needed": list(info.needed),
+        "rpath": list(info.rpath),
+        "runpath": list(info.runpath),
+        "soname": info.soname,
+        "version_needs": [{"library": v.library, "versions": list(v.versions)}
+                          for v in info.version_needs],
+        "undefined_symbols": list(info.undefined_symbols),
+        "static": info.is_static,
+        "pie": info.is_pie,
+    }
+
+
+def _needed_json(need: Needed) -> dict[str, Any]:
+    return {
+        "soname": need.soname,
+        "needed_by": list(need.needed_by),
+        "path": need.path,
+        "via": need.via,
+        "version_problems": [_problem_json(p) for p in need.version_problems],
+    }
+
+
+def _problem_json(problem: VersionProblem) -> dict[str, Any]:
+    return {"soname": problem.soname, "version": problem.version,
+            "required_by": problem.required_by, "kind": problem.kind}
+
+
+# ---------------------------------------------------------------- text
+
+
+@dataclass(frozen=True)
+class Style:
+    """ANSI styles, or none at all."""
+
+    on: bool
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.on else text
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def red(self, text: str) -> str:
+        return self._wrap("31", text)
+
+    def green(self, text: str) -> str:
+        return self._wrap("32", text)
+
+    def yellow(self, text: str) -> str:
+        return self._wrap("33", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+
+def render_text(analysis: Analysis, *, colour: bool = False) -> str:
+    from nixld.elf import ScriptInfo
+
+    st = Style(colour)
+    info = analysis.info
+    lines: list[str] = []
+    name = safe(analysis.path)
+    if isinstance(info, ScriptInfo):
+        interp = safe(info.interpreter)
+        state = st.green("exists") if info.interpreter_exists else st.red("does not exist")
+        lines.append(f"{st.bold(name)}: script, interpreter {interp} ({state})")
+        if not info.interpreter_exists:
+            lines.append(f"  the #! interpreter {interp} is not on this system: change the first "
+                         "line to `#!/usr/bin/env NAME`, or install a package providing it")
+        lines.extend(f"warning: {safe(w)}" for w in analysis.warnings)
+        return "\n".join(lines) + "\n"
+
+    lines.append(f"{st.bold(name)}: {_describe(info)}")
+    from nixld.elf import host_compat
+
+    compat = host_compat(info)
+    if compat:
+        lines.append(f"  {st.yellow('note')}: {safe(compat)}")
+    if info.is_static:
+        lines.append("  static: needs no loader and no shared libraries")
+        return "\n".join(lines) + "\n"
+    if info.interpreter:
+        exists = os.path.exists(info.interpreter)
+        state = st.green("exists") if exists else st.red("missing on this system")
+        lines.append(f"  interpreter: {safe(info.interpreter)} ({state})")
+    closure = analysis.closure
+    if closure is not None:
+        lines.extend(_loader_lines(closure, st))
+        lines.append("")
+        lines.extend(_tree_lines(analysis.path, closure, st))
+        lines.extend(_problem_lines(closure, st))
+        lines.extend(_missing_lines(analysis, closure, st))
+    if info.dlopen:
+        lines.append("")
+        lines.append("loaded at run time with dlopen (not checked above; add with --with):")
+        for hint in info.dlopen:
+            what = ", ".join(safe(s) for s in hint.sonames)
+            extra = f" ({safe(hint.priority)})" if hint.priority else ""
+            desc = f": {safe(hint.description)}" if hint.description else ""
+            lines.append(f"  {what}{extra}{desc}")
+    if analysis.warnings:
+        lines.append("")
+        lines.extend(f"warning: {safe(w)}" for w in analysis.warnings)
+    return "\n".join(lines) + "\n"
+
+
+def _describe(info: ElfInfo) -> str:
+    kind = {"ET_EXEC": "executable", "ET_DYN": "shared object", "ET_REL": "object file",
+            "ET_CORE": "core file"}.get(info.type, info.type)
+    if info.type == "ET_DYN" and info.interpreter:
+        kind = "executable (PIE)"
+    link = "static" if info.is_static else "dynamic"
+    return f"ELF {info.describe_arch()} {kind}, {link}, OS ABI {info.osabi}"
+
+
+def _loader_lines(closure: Closure, st: Style) -> list[str]:
+    env = closure.env
+    source = env.real_loader_source
+    where = f"from {source}" if source != "default" else "nix-ld's default"
+    if closure.real_loader_exists:
+        glibc = f", glibc {closure.real_loader_glibc}" if closure.real_loader_glibc else ""
+        return [f"  real loader: {safe(env.real_loader)} ({where}{glibc})"]
+    return [
+        f"  real loader: {safe(env.real_loader)} ({where}) {st.red('does not exist')}: "
+        "set NIX_LD to a glibc ld.so, or enable the shim on NixOS (programs.nixld.enable)"
+    ]
+
+
+def _tree_lines(root: str, closure: Closure, st: Style) -> list[str]:
+    """Dependency tree: each object's needs, each soname expanded once."""
+    by_parent: dict[str, list[Needed]] = {}
+    for need in closure.needed:
+        for parent in need.needed_by:
+            by_parent.setdefault(parent, []).append(need)
+    lines = [safe(root)]
+    expanded: set[str] = set()
+
+    def walk(obj: str, prefix: str) -> None:
+        children = by_parent.get(obj, [])
+        for i, need in enumerate(children):
+            last = i == len(children) - 1
+            branch = "└── " if last else "├── "
+            lines.append(prefix + branch + _need_label(need, st, need.soname in expanded))
+            if need.path and need.soname not in expanded:
+                expanded.add(need.soname)
+                walk(need.path, prefix + ("    " if last else "│   "))
+            expanded.add(need.soname)
+
+    walk(closure.binary.path, "")  # needed_by names the binary by its ELF path
+    return lines
+
+
+def _need_label(need: Needed, st: Style, seen: bool) -> str:
+    soname = safe(need.soname)
+    if need.path is None:
+        return f"{st.bold(soname)} => {st.red('MISSING')}"
+    where = safe(need.path)
+    via = f" ({need.via})" if need.via else ""
+    label = f"{soname} => {st.dim(where + via)}" if seen else f"{soname} => {where}{st.dim(via)}"
+    problems = need.version_problems
+    if problems:
+        versions = ", ".join(safe(p.version) for p in problems)
+        label += " " + st.red(f"lacks {versions}")
+    return label
+
+
+def _problem_lines(closure: Closure, st: Style) -> list[str]:
+    problems = closure.glibc_problems
+    if not problems:
+        return []
+    glibc = closure.real_loader_glibc or "unknown"
+    needed = sorted({p.version for p in problems})
+    return [
+        "",
+        st.red(f"needs {', '.join(needed)}, newer than the real loader's glibc {glibc}:")
+        + " adding libraries cannot fix this; use a newer NixOS (or a glibc loader of that "
+        "version as NIX_LD), or a build of the program for an older glibc",
+    ]
+
+
+def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]:
+    missing = closure.missing
+    lines: list[str] = [""]
+    if not missing and not closure.glibc_problems:
+        if closure.real_loader_exists:
+            lines.append(st.green("every library resolves: nothing is missing"))
+        else:
+            lines.append("every library outside glibc resolves; glibc comes with the real loader")
+        return lines
+    if not missing:
+        return lines
+    lines.append(st.bold(f"missing ({len(missing)}):"))
+    choices = analysis.ranking.choices if analysis.ranking else {}
+    for need in missing:
+        by = ", ".join(safe(_short(p)) for p in need.needed_by)
+        why = "not found" if need.path is None else "found, but lacks a required version"
+        lines.append(f"  {st.bold(safe(need.soname))}  {why}; needed by {by}")
+        choice = choices.get(need.soname)
+        cands = [c for c in choice.candidates if not c.dropped] if choice else []
+        if not cands:
+            lines.append("    " + st.red("no package in the database provides it"))
+            continue
+        lines.extend(_candidate_table(cands, choice.chosen if choice else None, st))
+    plan = analysis.ranking.plan if analysis.ranking else []
+    lines.append("")
+    if plan:
+        count = f"{len(plan)} package{'s' if len(plan) != 1 else ''}"
+        lines.append(st.bold(f"plan: install {count}"))
+        width = max(len(safe(p.attr)) + len(p.output) + 3 for p in plan)
+        for item in plan:
+            label = f"{safe(item.attr)} ({item.output})"
+            sonames = ", ".join(safe(s) for s in item.sonames)
+            lines.append(f"  {label:<{width}}  {safe(item.store_path)}  [{sonames}]")
+        lines.append(f"run `nixld-hook resolve {safe(analysis.path)}` to install it")
+    return lines
+
+
+def _candidate_table(cands: list[Candidate], chosen: Candidate | None, st: Style) -> list[str]:
+    shown = cands[:SHOWN_CANDIDATES]
+    rows = [("", "ATTRIBUTE", "OUTPUT", "SCORE", "STORE PATH", "WHY")]
+    for cand in shown:
+        mark = "*" if chosen is not None and cand.store_path == chosen.store_path else " "
+        rows.append((mark, safe(cand.attr), cand.output, str(cand.score),
+                     safe(cand.store_path), "; ".join(safe(r) for r in cand.reasons)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    out = []
+    for i, row in enumerate(rows):
+        text = "    " + "  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row[:5]))
+        text += "  " + row[5]
+        out.append(st.dim(text.rstrip()) if i == 0 else text.rstrip())
+    if len(cands) > SHOWN_CANDIDATES:
+        out.append(st.dim(f"    ... and {len(cands) - SHOWN_CANDIDATES} more (see --json)"))
+    return out
+
+
+def _short(path: str) -> str:
+    return os.path.basename(path) if path.startswith("/nix/store/") else path
+
+
+def summary_line(sonames: Iterable[str]) -> str:
+    names = [safe(s) for s in sonames]
+    if not names:
+        return "nothing is missing"
+    if len(names) == 1:
+        return f"lacks {names[0]}"
+    return f"lacks {names[0]} (and {len(names) - 1} more)"
+
+
+def to_json_many(label: str, analyses: list[Analysis], ranking: Ranking | None) -> dict[str, Any]:
+    """One document for several binaries (resolve DIR --dry-run): the union."""
+    if len(analyses) == 1:
+        return to_json(analyses[0])
+    docs = [to_json(a) for a in analyses]
+    merged: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "binary": label, "kind": "dynamic",
+        "interpreter": None, "needed": [], "missing": [], "dlopen_hints": [],
+        "plan": [p.to_json() for p in ranking.plan] if ranking else [],
+        "complete": all(d["complete"] for d in docs),
+        "warnings": sorted({w for d in docs for w in d["warnings"]}),
+        "database": docs[0]["database"] if docs else None,
+    }
+    for key in ("needed", "missing"):
+        by_soname: dict[str, dict[str, Any]] = {}
+        for doc in docs:
+            for item in doc[key]:
+                have = by_soname.get(item["soname"])
+                if have is None:
+                    by_soname[item["soname"]] = dict(item, needed_by=list(item["needed_by"]))
+                else:
+                    have["needed_by"] += [n for n in item["needed_by"]
+                                          if n not in have["needed_by"]]
+        merged[key] = list(by_soname.values())
+    for doc in docs:
+        merged["dlopen_hints"] += [h for h in doc["dlopen_hints"]
+                                   if h not in merged["dlopen_hints"]]
+    return merged
+
+
+def render_plan_text(label: str, analyses: list[Analysis], ranking: Ranking | None, *,
+                     colour: bool = False) -> str:
+    """`resolve --dry-run`: the plan, per binary what it lacks."""
+    st = Style(colour)
+    lines = []
+    for analysis in analyses:
+        missing = analysis.missing_sonames
+        state = st.green("complete") if not missing else st.red(summary_line(missing))
+        lines.append(f"{safe(analysis.path)}: {state}")
+    plan = ranking.plan if ranking else []
+    if plan:
+        lines.append(st.bold(f"would install {len(plan)} package{'s' if len(plan) != 1 else ''}:"))
+        for item in plan:
+            lines.append(f"  {safe(item.attr)} ({item.output})  {safe(item.store_path)}  "
+                         f"[{', '.join(safe(s) for s in item.sonames)}]")
+        unprovided = [s for s, c in ranking.choices.items() if c.chosen is None] if ranking else []
+        if unprovided:
+            lines.append(st.red("no provider for: " + ", ".join(safe(s) for s in unprovided)))
+    else:
+        lines.append("nothing to install")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,540 @@
+"""Resolution: turn the plan into installed libraries and per-binary entries.
+
+The rounds, in order (one prompt for the whole job, never one per round):
+
+1. Analyse every target with the directories chosen so far.
+2. Rank the providers of what is still missing (minus those that failed).
+3. First round only: ask (or take the top-ranked plan with --yes/auto-accept).
+4. Realise the chosen store paths with the real Nix; where a store path cannot
+   be substituted, build the attribute from the user's nixpkgs instead and
+   check that the soname is really there.
+5. Add each store path's `lib/` and go back to 1: a fetched library can need
+   libraries of its own that its RUNPATH does not cover.
+
+Then root everything in the profile, write each target's entry (atomically)
+and remember the choice by content. Success is reported only when nothing in
+any closure is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nixld.errors import BadInputError, ExitCode, NixError
+from nixld.prompt import Answer
+from nixld.text import safe
+
+if TYPE_CHECKING:
+    from nixld.analysis import Analysis
+    from nixld.rank import Candidate, Ranking
+
+# GPU libraries come from the NixOS driver, not from a package (hardware.graphics).
+OPENGL_DRIVER_DIR = "/run/opengl-driver/lib"
+GPU_SONAMES = ("libGL.so.1", "libEGL.so.1", "libGLX.so.0", "libvulkan.so.1", "libcuda.so.1",
+               "libGLESv2.so.2", "libnvidia-ml.so.1", "libOpenCL.so.1")
+MAX_ROUNDS = 8
+
+
+@dataclass
+class Options:
+    assume_yes: bool = False  # --yes / auto-accept: take the top-ranked plan
+    quiet: bool = False  # no progress, only errors and the final line
+    with_: Sequence[str] = ()  # extra sonames or attributes loaded with dlopen
+    db: str | None = None
+    from_hook: bool = False  # asked by the shell hook: honour "never"
+    dry_run: bool = False
+
+
+@dataclass
+class Picked:
+    """A store path chosen for the job, and what it was chosen for."""
+
+    store_path: str
+    attr: str
+    output: str
+    sonames: list[str] = field(default_factory=list)
+
+    @property
+    def lib_dir(self) -> str:
+        return f"{self.store_path}/lib"
+
+
+@dataclass
+class Outcome:
+    targets: list[str]
+    picked: list[Picked]
+    analyses: list[Analysis]
+    answer: Answer | None = None
+    entries: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def still_missing(self) -> list[str]:
+        return sorted({s for a in self.analyses for s in a.missing_sonames})
+
+    @property
+    def complete(self) -> bool:
+        return not self.still_missing and all(
+            a.closure is None or not a.closure.glibc_problems for a in self.analyses)
+
+
+class Reporter:
+    """Progress and results on stderr; nothing with --quiet but the errors."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"nixld-hook: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- targets
+
+
+def collect_targets(path: str) -> list[str]:
+    """A file is its own target; a directory gives every dynamic ELF inside it."""
+    if not os.path.isdir(path):
+        return [path]
+    from nixld.elf import ElfInfo, read_binary
+
+    found: list[str] = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            if not _has_elf_magic(full):
+                continue
+            try:
+                info = read_binary(full)
+            except BadInputError:
+                continue
+            if isinstance(info, ElfInfo) and not info.is_static and info.needed:
+                found.append(full)
+    if not found:
+        raise BadInputError(f"{safe(path)}: no dynamically linked ELF files in this directory")
+    return found
+
+
+def _has_elf_magic(path: str) -> bool:
+    # A cheap pre-filter so a large application tree does not parse every
+    # data file with pyelftools; pyelftools still reads every real ELF.
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- rounds
+
+
+def _analyse_all(targets: Sequence[str], dirs: Sequence[str], db: str | None) -> list[Analysis]:
+    from nixld.analysis import Analysis, loader_env_for
+    from nixld.elf import read_binary
+    from nixld.loader import resolve_closure
+
+    out = []
+    for target in targets:
+        info = read_binary(target)
+        analysis = Analysis(path=target, info=info)
+        if hasattr(info, "is_static") and not info.is_static:  # type: ignore[union-attr]
+            analysis.closure = resolve_closure(info, loader_env_for(target, extra_dirs=dirs))  # type: ignore[arg-type]
+        out.append(analysis)
+    return out
+
+
+def _rank_all(analyses: Sequence[Analysis], db: str | None,
+              exclude: set[tuple[str, str]]) -> Ranking | None:
+    from nixld import paths
+    from nixld.analysis import HOW_TO_GET_DATABASE, rank_sonames, required_versions
+    from nixld.errors import DatabaseError
+
+    sonames: list[str] = []
+    required: dict[str, list[str]] = {}
+    for analysis in analyses:
+        if analysis.closure is None:
+            continue
+        for soname in analysis.missing_sonames:
+            if soname not in sonames:
+                sonames.append(soname)
+        for soname, versions in required_versions(analysis.closure).items():
+            required.setdefault(soname, []).extend(v for v in versions
+                                                   if v not in required.get(soname, []))
+    if not sonames:
+        return None
+    db_file = paths.database_file(db)
+    if not db_file.exists():
+        raise DatabaseError(f"no nix-index database at {db_file}: {HOW_TO_GET_DATABASE}")
+    return rank_sonames(sonames, required, db_file, exclude=exclude)
+
+
+def _picks_from(ranking: Ranking, overrides: dict[str, Candidate | None] | None) -> list[Picked]:
+    by_path: dict[str, Picked] = {}
+    for soname, choice in ranking.choices.items():
+        cand = overrides.get(soname) if overrides is not None and soname in overrides \
+            else choice.chosen
+        if cand is None:
+            continue
+        pick = by_path.setdefault(cand.store_path,
+                                  Picked(cand.store_path, cand.attr, cand.output))
+        pick.sonames.append(soname)
+    return list(by_path.values())
+
+
+def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
+             exclude: set[tuple[str, str]]) -> list[Picked]:
+    """Realise each pick; fall back to building its attribute; drop failures."""
+    from nixld import nix
+
+    wanted = [p.store_path for p in picks]
+    try:
+        nix.realise(wanted, quiet=quiet)
+        return picks
+    except NixError as err:
+        rep.say(f"could not substitute all paths ({err}); trying one by one")
+    done: list[Picked] = []
+    for pick in picks:
+        try:
+            nix.realise([pick.store_path], quiet=quiet)
+            done.append(pick)
+            continue
+        except NixError:
+            pass
+        rep.say(f"{safe(pick.store_path)} is not in any substituter; building "
+                f"{safe(pick.attr)}.{pick.output} from your nixpkgs")
+        try:
+            built = nix.build_attr(pick.attr, pick.output)
+        except NixError as err:
+            rep.say(f"cannot build {safe(pick.attr)}: {err}")
+            exclude.update((s, pick.store_path) for s in pick.sonames)
+            continue
+        have = [s for s in pick.sonames if os.path.exists(os.path.join(built, "lib", s))]
+        if not have:
+            rep.say(f"{safe(built)} does not contain {', '.join(map(safe, pick.sonames))}")
+            exclude.update((s, pick.store_path) for s in pick.sonames)
+            continue
+        done.append(Picked(built, pick.attr, pick.output, have))
+    return done
+
+
+def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
+            label: str) -> tuple[Answer, dict[str, Candidate | None] | None]:
+    """Round 1: ask, or take the top-ranked plan when auto-accepting."""
+    from nixld import prompt
+
+    if opts.assume_yes or auto_accept_enabled():
+        return Answer.YES, None
+    if not prompt.can_prompt():
+        raise NotAsked
+    from nixld import nix
+
+    store_paths = [p.store_path for p in ranking.plan]
+    try:
+        to_fetch, size = nix.query_missing(store_paths)
+    except NixError:
+        to_fetch, size = [], None
+    summary = prompt.PlanSummary(label, list(ranking.choices), ranking.plan, size, len(to_fetch))
+    answer = prompt.ask_plan(summary)
+    if answer is Answer.CHOOSE:
+        return answer, prompt.choose_candidates(list(ranking.choices.values()))
+    return answer, None
+
+
+class NotAsked(Exception):
+    """There is no terminal to ask on and no --yes."""
+
+
+def auto_accept_enabled() -> bool:
+    if os.environ.get("NIXLD_AUTO_ACCEPT", "") in ("1", "true", "yes"):
+        return True
+    try:
+        from nixld.config import load_config
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(getattr(load_config(), "auto_accept", False))
+
+
+def _enable_auto_accept() -> None:
+    from nixld.config import set_auto_accept
+
+    set_auto_accept(True)
+
+
+def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
+               label: str, start_dirs: Sequence[str] = ()) -> Outcome:
+    """Rounds 1-5 above, until complete or nothing more can be found."""
+    picked: list[Picked] = []
+    dirs: list[str] = list(start_dirs)
+    exclude: set[tuple[str, str]] = set()
+    outcome = Outcome(list(targets), picked, [])
+    overrides: dict[str, Candidate | None] | None = None
+    extra = _with_requests(opts, rep, dirs, picked)
+    for round_no in range(1, MAX_ROUNDS + 1):
+        outcome.analyses = _analyse_all(targets, dirs, opts.db)
+        ranking = _rank_all(outcome.analyses, opts.db, exclude)
+        if ranking is None and not extra:
+            break
+        if ranking is None:
+            from nixld.rank import Ranking
+
+            ranking = Ranking({})
+        if round_no == 1:
+            answer, overrides = _decide(outcome, ranking, opts, rep, label)
+            outcome.answer = answer
+            if answer in (Answer.NO, Answer.NEVER):
+                return outcome
+            if answer is Answer.ALWAYS:
+                _enable_auto_accept()
+                rep.say("auto-accept is on from now on (nixld-hook install --auto-accept; "
+                        "turn off in the config file)")
+        new = [p for p in _picks_from(ranking, overrides if round_no == 1 else None)
+               if p.store_path not in {q.store_path for q in picked}]
+        new += extra
+        extra = []
+        if not new:
+            break
+        if opts.dry_run:
+            picked.extend(new)
+            break
+        count = sum(len(p.sonames) for p in new)
+        rep.say(f"round {round_no}: fetching {len(new)} package"
+                f"{'s' if len(new) != 1 else ''} for {count} librar{'y' if count == 1 else 'ies'}")
+        got = _realise(new, rep, opts.quiet, exclude)
+        for pick in got:
+            picked.append(pick)
+            if pick.lib_dir not in dirs:
+                dirs.append(pick.lib_dir)
+        if not got and not any(ranking.choices.values()):
+            break
+    outcome.analyses = _analyse_all(targets, dirs, opts.db)
+    return outcome
+
+
+def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
+                   picked: list[Picked]) -> list[Picked]:
+    """--with: sonames looked up like missing ones; attributes built from nixpkgs."""
+    extra: list[Picked] = []
+    sonames = [w for w in opts.with_ if ".so" in w]
+    attrs = [w for w in opts.with_ if ".so" not in w]
+    gpu = [s for s in sonames if s in GPU_SONAMES]
+    if gpu:
+        if os.path.isdir(OPENGL_DRIVER_DIR):
+            rep.say(f"{', '.join(gpu)}: using the NixOS graphics driver in {OPENGL_DRIVER_DIR}")
+            dirs.append(OPENGL_DRIVER_DIR)
+        else:
+            rep.say(f"{', '.join(gpu)}: on NixOS the graphics driver provides these in "
+                    f"{OPENGL_DRIVER_DIR} (hardware.graphics.enable = true); it is not here, "
+                    "so a package is used instead")
+            gpu = []
+    rest = [s for s in sonames if s not in gpu]
+    if rest:
+        from nixld import paths
+        from nixld.analysis import rank_sonames
+
+        ranking = rank_sonames(rest, {}, paths.database_file(opts.db))
+        extra.extend(_picks_from(ranking, None))
+        for soname in rest:
+            if ranking.choices[soname].chosen is None:
+                rep.say(f"--with {safe(soname)}: no package in the database provides it")
+    if attrs and not opts.dry_run:
+        from nixld import nix
+
+        for attr in attrs:
+            name, _, output = attr.partition("^")
+            built = nix.build_attr(name, output or "out")
+            picked.append(Picked(built, name, output or "out", []))
+            dirs.append(f"{built}/lib")
+    return extra
+
+
+# ---------------------------------------------------------------- entries
+
+
+def _entry_dirs(analysis: Analysis, dirs: Sequence[str]) -> list[str]:
+    """The chosen dirs this binary's closure really loads from, in order."""
+    if analysis.closure is None:
+        return []
+    used = [n for n in analysis.closure.needed if n.via == "entry" and n.path]
+    keep = []
+    for d in dirs:
+        if any(os.path.exists(os.path.join(d, n.soname)) for n in used):
+            keep.append(d)
+    return keep
+
+
+def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
+    from nixld import entries
+
+    refs = tuple(entries.PackageRef(p.store_path, p.attr, p.output) for p in outcome.picked)
+    written = []
+    for analysis in outcome.analyses:
+        target = os.path.realpath(analysis.path)
+        own = _entry_dirs(analysis, dirs)
+        sonames = tuple(
+            (n.soname, n.path or "") for n in (analysis.closure.needed if analysis.closure else [])
+            if n.via == "entry")
+        used_paths = {d.rsplit("/lib", 1)[0] for d in own}
+        entry = entries.Entry(
+            path=target,
+            identity=entries.Identity.of_file(target),
+            dirs=tuple(own),
+            sha256=entries.sha256_of(target),
+            packages=tuple(r for r in refs if r.store_path in used_paths),
+            sonames=sonames,
+        )
+        written.append(entries.write_entry(entry))
+        entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
+    return written
+
+
+# ---------------------------------------------------------------- entry points
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    from nixld import lock
+
+    with lock.state_lock():
+        yield
+
+
+def _remembered_dirs(targets: Sequence[str]) -> list[str]:
+    """Dirs remembered for a file with the same content (a copy, a move)."""
+    from nixld import entries
+
+    dirs: list[str] = []
+    for target in targets:
+        remembered = entries.recall_choice(entries.sha256_of(target))
+        if remembered is None:
+            continue
+        for d in remembered.dirs if hasattr(remembered, "dirs") else remembered[1]:  # type: ignore[index]
+            if d not in dirs and os.path.isdir(d):
+                dirs.append(d)
+    return dirs
+
+
+def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
+    """`nixld-hook resolve`: returns the exit code and what happened."""
+    rep = Reporter(opts.quiet)
+    targets: list[str] = []
+    for path in paths:
+        targets.extend(collect_targets(path))
+    label = paths[0] if len(paths) == 1 else f"{len(targets)} files"
+    if opts.from_hook:
+        from nixld import entries
+
+        if any(entries.is_never(t) for t in targets):
+            return ExitCode.OK, None
+    with _locked() if not opts.dry_run else contextlib.nullcontext():
+        start = [] if opts.dry_run else _remembered_dirs(targets)
+        try:
+            outcome = run_rounds(targets, opts, rep, label, start)
+        except NotAsked:
+            rep.say(f"{safe(label)} lacks libraries; no terminal to ask on: run "
+                    f"`nixld-hook resolve --yes {safe(label)}` to install the proposed packages")
+            return ExitCode.FAILURE, None
+        if outcome.answer is Answer.NEVER:
+            from nixld import entries
+
+            for target in targets:
+                entries.mark_never(target)
+            rep.say(f"will not ask about {safe(label)} again (nixld-hook forget to undo)")
+            return ExitCode.OK, outcome
+        if outcome.answer is Answer.NO:
+            rep.say("nothing installed")
+            return ExitCode.FAILURE, outcome
+        if opts.dry_run:
+            return ExitCode.OK, outcome
+        dirs = [p.lib_dir for p in outcome.picked]
+        dirs = [*start, *[d for d in dirs if d not in start]]
+        if outcome.picked or start:
+            from nixld import profile
+
+            remembered = [d.rsplit("/lib", 1)[0] for d in start if d.startswith("/nix/store/")]
+            profile.install([p.store_path for p in outcome.picked] + remembered)
+        outcome.entries = write_entries(outcome, dirs) if dirs else []
+    return _report(outcome, rep), outcome
+
+
+def _report(outcome: Outcome, rep: Reporter) -> int:
+    installed = ", ".join(f"{safe(p.attr)}" for p in outcome.picked)
+    if outcome.complete:
+        what = f"installed {installed}; " if installed else ""
+        names = ", ".join(safe(t) for t in outcome.targets[:3])
+        more = f" and {len(outcome.targets) - 3} more" if len(outcome.targets) > 3 else ""
+        print(f"nixld-hook: {what}{names}{more} now finds every library", file=sys.stderr)
+        return ExitCode.OK
+    missing = outcome.still_missing
+    if missing:
+        print(f"nixld-hook: still missing: {', '.join(safe(s) for s in missing)} "
+              "(no package in the database provides them, or every candidate failed)",
+              file=sys.stderr)
+    for analysis in outcome.analyses:
+        if analysis.closure is not None and analysis.closure.glibc_problems:
+            versions = sorted({p.version for p in analysis.closure.glibc_problems})
+            print(f"nixld-hook: {safe(analysis.path)} needs {', '.join(versions)}, newer than "
+                  "the real loader's glibc: libraries cannot fix this", file=sys.stderr)
+    return ExitCode.FAILURE
+
+
+def resolve_interactive(path: str, *, quiet: bool = False) -> int:
+    """Called by `nixld-hook handle` after a failure caught by a shell hook."""
+    code, _ = resolve([path], Options(quiet=quiet, from_hook=True))
+    return code
+
+
+def upgrade_entries(paths: Sequence[str], *, assume_yes: bool = False) -> int:
+    """Re-resolve entries against the current database, as if new."""
+    from nixld import entries, profile
+
+    targets = [os.path.realpath(p) for p in paths] if paths else [
+        e.path for _, e in entries.all_entries()]
+    if not targets:
+        print("nixld-hook: no entries to upgrade", file=sys.stderr)
+        return ExitCode.OK
+    worst = ExitCode.OK
+    for target in targets:
+        found = entries.entry_for(target)
+        old = set(p.store_path for p in found[0].packages) if found else set()
+        if found:
+            entries.remove_entry(target)
+        code, outcome = resolve([target], Options(assume_yes=assume_yes))
+        if outcome is None or outcome.answer in (Answer.NO, Answer.NEVER):
+            if found:  # keep what worked before
+                entries.write_entry(found[0])
+            worst = max(worst, code)
+            continue
+        new = {p.store_path for p in outcome.picked}
+        stale = old - new - _store_paths_in_use()
+        if stale:
+            with _locked():
+                profile.remove(sorted(stale))
+        worst = max(worst, code)
+    return worst
+
+
+def _store_paths_in_use() -> set[str]:
+    from nixld import entries
+
+    return {p.store_path for _, e in entries.all_entries() for p in e.packages}
+
+
+def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Ranking | None]:
+    """`resolve --dry-run`: the first round's analyses and ranked plan."""
+    targets: list[str] = []
+    for path in paths:
+        targets.extend(collect_targets(path))
+    analyses = _analyse_all(targets, (), opts.db)
+    ranking = _rank_all(analyses, opts.db, set())
+    for analysis in analyses:
+        analysis.ranking = ranking
+    return analyses, ranking
