@@ -40,6 +40,11 @@ class Analysis:
     ranking: Ranking | None = None
     database: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    database_error: str | None = None  # something is missing and there is no database
+
+    def raise_database_error(self) -> None:
+        if self.database_error:
+            raise DatabaseError(self.database_error)
 
     @property
     def missing_sonames(self) -> list[str]:
@@ -95,12 +100,12 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
                 f"no nix-index database at {db_file} (not needed now: nothing is missing)")
         return result
     if not db_file.exists():
-        raise DatabaseError(
-            f"{missing[0].soname} and {len(missing) - 1} more are missing, but there is no "
-            f"nix-index database at {db_file}: {HOW_TO_GET_DATABASE}"
-            if len(missing) > 1 else
-            f"{missing[0].soname} is missing, but there is no nix-index database at "
-            f"{db_file}: {HOW_TO_GET_DATABASE}")
+        # Reported after the analysis is shown: the tree is still worth seeing.
+        more = f" and {len(missing) - 1} more are" if len(missing) > 1 else " is"
+        result.database_error = (
+            f"{safe(missing[0].soname)}{more} missing, but there is no nix-index database at "
+            f"{safe(db_file)}: {HOW_TO_GET_DATABASE}")
+        return result
     result.ranking = rank_missing(result.closure, db_file)
     return result
 

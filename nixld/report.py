@@ -217,7 +217,8 @@ def _describe(info: ElfInfo) -> str:
     if info.type == "ET_DYN" and info.interpreter:
         kind = "executable (PIE)"
     link = "static" if info.is_static else "dynamic"
-    return f"ELF {info.describe_arch()} {kind}, {link}, OS ABI {info.osabi}"
+    osabi = info.osabi.removeprefix("ELFOSABI_")
+    return f"ELF {info.describe_arch()} {kind}, {link}, OS ABI {osabi}"
 
 
 def _loader_lines(closure: Closure, st: Style) -> list[str]:
@@ -258,7 +259,11 @@ def _tree_lines(root: str, closure: Closure, st: Style) -> list[str]:
 
 
 def _need_label(need: Needed, st: Style, seen: bool) -> str:
+    from nixld.glibc import is_glibc_soname
+
     soname = safe(need.soname)
+    if need.path is None and is_glibc_soname(need.soname):
+        return f"{soname} => {st.yellow('not found: part of glibc, comes with the real loader')}"
     if need.path is None:
         return f"{st.bold(soname)} => {st.red('MISSING')}"
     where = safe(need.path)
@@ -304,6 +309,8 @@ def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]
         lines.append(f"  {st.bold(safe(need.soname))}  {why}; needed by {by}")
         choice = choices.get(need.soname)
         cands = [c for c in choice.candidates if not c.dropped] if choice else []
+        if analysis.database_error:
+            continue
         if not cands:
             lines.append("    " + st.red("no package in the database provides it"))
             continue

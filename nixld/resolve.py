@@ -139,15 +139,15 @@ def _has_elf_magic(path: str) -> bool:
 
 def _analyse_all(targets: Sequence[str], dirs: Sequence[str], db: str | None) -> list[Analysis]:
     from nixld.analysis import Analysis, loader_env_for
-    from nixld.elf import read_binary
+    from nixld.elf import ElfInfo, read_binary
     from nixld.loader import resolve_closure
 
     out = []
     for target in targets:
         info = read_binary(target)
         analysis = Analysis(path=target, info=info)
-        if hasattr(info, "is_static") and not info.is_static:  # type: ignore[union-attr]
-            analysis.closure = resolve_closure(info, loader_env_for(target, extra_dirs=dirs))  # type: ignore[arg-type]
+        if isinstance(info, ElfInfo) and not info.is_static:
+            analysis.closure = resolve_closure(info, loader_env_for(target, extra_dirs=dirs))
         out.append(analysis)
     return out
 

@@ -38,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(analysis, colour=use_colour()))
+    sys.stdout.flush()
+    analysis.raise_database_error()
     return 0

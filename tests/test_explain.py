@@ -1,0 +1,183 @@
+"""`nixld-hook explain` end to end, on real binaries, through a NixOS-like loader.
+
+The loader is a copy of this machine's ld.so alone in a directory with
+libc.so.6 (as glibc's lib/ is on NixOS), so every other library of a system
+binary is missing until a per-binary dir or NIX_LD_LIBRARY_PATH provides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nixld.database import FileEntry, Origin, StorePath, write_database
+from tests import schema_check
+from tests.conftest import REPO, run_cli
+
+SCHEMA = json.loads((REPO / "nixld/schema/explain.schema.json").read_text())
+HOST_LIB = Path("/lib/x86_64-linux-gnu")
+
+
+def store(attr: str, n: int, files: dict[str, int], *, toplevel: bool = True,
+          output: str = "out") -> tuple[StorePath, list[FileEntry]]:
+    sp = StorePath("/nix/store", f"{n:032d}"[:32].replace("0", "a"), f"{attr}-1.0",
+                   Origin(attr, output, toplevel, "x86_64-linux"))
+    entries = [FileEntry(b"", "d"), FileEntry(b"/lib", "d")]
+    entries += [FileEntry(f"/lib/{name}".encode(), "r", size) for name, size in files.items()]
+    return sp, entries
+
+
+@pytest.fixture
+def nixos_env(tmp_path: Path, xdg: Path) -> dict[str, str]:
+    glibc = tmp_path / "glibc" / "lib"
+    glibc.mkdir(parents=True)
+    shutil.copy2(HOST_LIB / "ld-linux-x86-64.so.2", glibc / "ld-linux-x86-64.so.2")
+    shutil.copy2(HOST_LIB / "libc.so.6", glibc / "libc.so.6")
+    db = tmp_path / "db"
+    db.mkdir()
+    write_database(db / "files", [
+        store("steam-run", 1, {"libselinux.so.1": 1, "libpcre2-8.so.0": 1, "libz.so.1": 1}),
+        store("libselinux", 2, {"libselinux.so.1": 200_000}, output="out"),
+        store("pcre2", 3, {"libpcre2-8.so.0": 600_000}),
+        store("selinux-internal", 4, {"libselinux.so.1": 1}, toplevel=False),
+    ])
+    env = dict(os.environ)
+    env.update(NIX_LD=str(glibc / "ld-linux-x86-64.so.2"), NIX_INDEX_DATABASE=str(db))
+    for var in ("NIX_LD_LIBRARY_PATH", "LD_LIBRARY_PATH", "NIX_LD_x86_64_linux",
+                "NIX_LD_LIBRARY_PATH_x86_64_linux", "NO_COLOR"):
+        env.pop(var, None)
+    return env
+
+
+def test_explain_system_binary_json_matches_schema(nixos_env: dict[str, str]) -> None:
+    result = run_cli("explain", "--json", "/bin/ls", env=nixos_env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert schema_check.errors(doc, SCHEMA) == []
+    assert doc["kind"] == "dynamic"
+    assert doc["interpreter"] == {"path": "/lib64/ld-linux-x86-64.so.2", "exists": True}
+    assert doc["loader"]["exists"] is True and doc["loader"]["source"] == "NIX_LD"
+    by_name = {n["soname"]: n for n in doc["needed"]}
+    assert by_name["libc.so.6"]["via"] == "loader-dir"
+    assert by_name["libselinux.so.1"]["path"] is None
+    missing = {m["soname"]: m for m in doc["missing"]}
+    assert set(missing) == {"libselinux.so.1"}
+    sel = missing["libselinux.so.1"]
+    assert sel["needed_by"] == ["/bin/ls"]
+    assert sel["chosen"]["attr"] == "libselinux"
+    assert [c["attr"] for c in sel["candidates"]][:2] == ["libselinux", "steam-run"]
+    assert "selinux-internal" in [c["attr"] for c in sel["candidates"]]
+    assert doc["plan"][0]["attr"] == "libselinux"
+    assert doc["complete"] is False
+
+
+def test_explain_resolved_through_nix_ld_library_path(nixos_env: dict[str, str]) -> None:
+    env = dict(nixos_env, NIX_LD_LIBRARY_PATH=str(HOST_LIB))
+    doc = json.loads(run_cli("explain", "--json", "/bin/ls", env=env).stdout)
+    assert doc["missing"] == [] and doc["complete"] is True
+    by_name = {n["soname"]: n for n in doc["needed"]}
+    assert by_name["libselinux.so.1"]["via"] == "NIX_LD_LIBRARY_PATH"
+    assert by_name["libpcre2-8.so.0"]["needed_by"] == [
+        os.path.realpath(HOST_LIB / "libselinux.so.1")]
+    text = run_cli("explain", "/bin/ls", env=env).stdout
+    assert "every library resolves" in text
+
+
+def test_explain_text_tree_and_candidates(nixos_env: dict[str, str]) -> None:
+    result = run_cli("explain", "/bin/ls", env=nixos_env)
+    assert result.returncode == 0
+    out = result.stdout
+    assert "\x1b[" not in out, "no colour when stdout is not a terminal"
+    assert "libselinux.so.1 => MISSING" in out
+    assert "missing (1):" in out
+    assert "plan: install 1 package" in out
+    lines = [line for line in out.splitlines() if "libselinux-1.0" in line]
+    assert lines and lines[0].lstrip().startswith("*"), "the chosen candidate is marked"
+
+
+def test_explain_without_database_names_how_to_get_one(nixos_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    env = dict(nixos_env, NIX_INDEX_DATABASE=str(tmp_path / "nowhere"))
+    result = run_cli("explain", "/bin/ls", env=env)
+    assert result.returncode == 4
+    assert "libselinux.so.1 => MISSING" in result.stdout
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "no nix-index database" in err[0] and "nix-index" in err[0]
+
+
+def test_missing_database_is_only_a_warning_when_nothing_is_missing(
+        nixos_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(nixos_env, NIX_INDEX_DATABASE=str(tmp_path / "nowhere"),
+               NIX_LD_LIBRARY_PATH=str(HOST_LIB))
+    result = run_cli("explain", "--json", "/bin/ls", env=env)
+    assert result.returncode == 0
+    assert any("no nix-index database" in w for w in json.loads(result.stdout)["warnings"])
+
+
+def test_script_with_missing_interpreter(tmp_path: Path, nixos_env: dict[str, str]) -> None:
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/usr/bin/no-such-shell -e\necho hi\n")
+    result = run_cli("explain", "--json", str(script), env=nixos_env)
+    assert result.returncode == 0
+    doc = json.loads(result.stdout)
+    assert schema_check.errors(doc, SCHEMA) == []
+    assert doc["kind"] == "script"
+    assert doc["script"] == {"interpreter": "/usr/bin/no-such-shell", "argument": "-e",
+                             "exists": False}
+    text = run_cli("explain", str(script), env=nixos_env).stdout
+    assert "does not exist" in text
+
+
+@pytest.mark.parametrize("name", ["missing", "dir", "text", "empty"])
+def test_bad_input_is_one_line(tmp_path: Path, name: str, nixos_env: dict[str, str]) -> None:
+    target = tmp_path / name
+    if name == "dir":
+        target.mkdir()
+    elif name == "text":
+        target.write_text("hello\n")
+    elif name == "empty":
+        target.write_bytes(b"")
+    result = run_cli("explain", str(target), env=nixos_env)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nixld-hook: error: ")
+    assert "Traceback" not in result.stderr
+    assert str(target) in lines[0]
+
+
+def test_hostile_file_name_is_escaped(tmp_path: Path, nixos_env: dict[str, str]) -> None:
+    evil = tmp_path / "evil\x1b]0;pwned\x07name"
+    shutil.copy2("/bin/ls", evil)
+    result = run_cli("explain", str(evil), env=nixos_env)
+    assert result.returncode == 0
+    assert "\x1b]" not in result.stdout and "\x07" not in result.stdout
+    assert "evil\\x1b]0;pwned\\x07name" in result.stdout
+
+
+def test_dry_run_plan(nixos_env: dict[str, str]) -> None:
+    result = run_cli("resolve", "--dry-run", "--json", "/bin/ls", env=nixos_env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert schema_check.errors(doc, SCHEMA) == []
+    assert [p["attr"] for p in doc["plan"]] == ["libselinux"]
+    text = run_cli("resolve", "--dry-run", "/bin/ls", env=nixos_env).stdout
+    assert "would install 1 package" in text and "libselinux" in text
+
+
+def test_dry_run_directory_is_one_plan(tmp_path: Path, nixos_env: dict[str, str]) -> None:
+    app = tmp_path / "app"
+    (app / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/ls", app / "bin" / "ls")
+    shutil.copy2(HOST_LIB / "libselinux.so.1", app / "bin" / "plugin.so")
+    (app / "README").write_text("not an ELF")
+    result = run_cli("resolve", "--dry-run", "--json", str(app), env=nixos_env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert schema_check.errors(doc, SCHEMA) == []
+    missing = {m["soname"]: m for m in doc["missing"]}
+    assert set(missing) == {"libselinux.so.1", "libpcre2-8.so.0"}
+    assert sorted(p["attr"] for p in doc["plan"]) == ["libselinux", "pcre2"]
