@@ -1,0 +1,619 @@
+/* nixld-shim: a nix-ld compatible ELF interpreter that applies per-binary
+ * entries (FORMAT.md).
+ *
+ * The kernel maps this file as the program's interpreter and enters it with
+ * the program's start block (argc, argv, envp, auxv) on the stack. We map the
+ * real loader (NIX_LD) into this same process, hand it the library path
+ *
+ *     E_user : E_sys : $LD_LIBRARY_PATH : NIX_LD_LIBRARY_PATH-or-default
+ *
+ * through the one LD_LIBRARY_PATH slot of the environment, and jump to it with
+ * AT_BASE naming it and AT_ENTRY naming our trampoline, which puts the
+ * environment and AT_ENTRY back before the program's own entry point runs.
+ *
+ * Freestanding: no libc, no relocations (checked by the Makefile). Every
+ * failure is one line on stderr and exit 127. */
+#include "entry.h"
+#include "syscalls.h"
+
+#ifndef NIXLD_DEFAULT_LD
+#define NIXLD_DEFAULT_LD "/run/current-system/sw/share/nix-ld/lib/ld.so"
+#endif
+#ifndef NIXLD_DEFAULT_LIBRARY_PATH
+#define NIXLD_DEFAULT_LIBRARY_PATH "/run/current-system/sw/share/nix-ld/lib"
+#endif
+#ifndef NIXLD_SYSTEM_ENTRIES_DIR
+#define NIXLD_SYSTEM_ENTRIES_DIR "/etc/nixld/entries"
+#endif
+
+#define PATH_BUF 4096
+#define LD_LIBRARY_PATH_EQ "LD_LIBRARY_PATH="
+
+enum { AT_NULL = 0, AT_PHDR = 3, AT_PHNUM = 5, AT_PAGESZ = 6, AT_BASE = 7, AT_ENTRY = 9,
+       AT_SECURE = 23 };
+
+typedef struct {
+    unsigned char e_ident[16];
+    uint16_t e_type, e_machine;
+    uint32_t e_version;
+    uint64_t e_entry, e_phoff, e_shoff;
+    uint32_t e_flags;
+    uint16_t e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx;
+} Elf64_Ehdr;
+
+typedef struct {
+    uint32_t p_type, p_flags;
+    uint64_t p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
+} Elf64_Phdr;
+
+#define PT_LOAD 1
+#define ET_DYN 3
+#define MAX_PHDRS 32
+
+/* An environment variable: its slot in envp and its value. */
+struct env_var {
+    char **slot;
+    const char *value;
+};
+
+/* Everything the shim learns, filled once, then read by the steps of main. */
+struct context {
+    uintptr_t *sp; /* the start block: argc, argv..., 0, envp..., 0, auxv */
+    long argc;
+    char **argv, **envp;
+    size_t envc;
+    uintptr_t *auxv;
+    size_t auxv_words; /* including the AT_NULL pair */
+    uintptr_t *at_base, *at_entry; /* value words inside auxv */
+    uintptr_t pagesz;
+    int secure;
+
+    struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
+    struct env_var ld_library_path, xdg_state_home, home;
+
+    char exe[PATH_BUF];
+    size_t exe_len;
+    int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
+    struct statx identity;
+    struct nixld_entry user, sys;
+    int have_user, have_sys;
+
+    const char *ld_path;
+    int ld_fd;
+    Elf64_Ehdr ehdr;
+    Elf64_Phdr phdrs[MAX_PHDRS];
+    uintptr_t ld_bias, ld_entry;
+
+    char *library_path; /* "LD_LIBRARY_PATH=..." */
+};
+
+/* What the trampoline needs once the loader is done; lives in our .bss,
+ * which stays mapped for the life of the process. */
+static struct {
+    uintptr_t entry;
+    uintptr_t *auxv_entry;
+    char **env_slot;
+    char *env_value;
+} trampoline;
+
+static char entry_buf[2][NIXLD_ENTRY_MAX + 1];
+
+/* The compiler may emit calls to these even in freestanding code. */
+void *memcpy(void *dst, const void *src, size_t n)
+{
+    char *d = dst;
+    const char *s = src;
+    while (n--)
+        *d++ = *s++;
+    return dst;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+    char *d = dst;
+    while (n--)
+        *d++ = (char)c;
+    return dst;
+}
+
+static size_t str_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static int mem_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static char *put(char *dst, const char *src, size_t n)
+{
+    memcpy(dst, src, n);
+    return dst + n;
+}
+
+static char *put_str(char *dst, const char *s) { return put(dst, s, str_len(s)); }
+
+static const char *error_text(long err)
+{
+    switch (err) {
+    case -ENOENT: return "No such file or directory";
+    case -EACCES: return "Permission denied";
+    case -ENOEXEC: return "not an ELF loader for this machine";
+    case -ENOMEM: return "Cannot allocate memory";
+    default: return "cannot be mapped";
+    }
+}
+
+/* One line on stderr, then exit 127 (the shell hooks recognise it). */
+__attribute__((noreturn)) static void die(const char *what, const char *path, long err)
+{
+    char line[PATH_BUF + 128];
+    char *p = put_str(line, "nixld-shim: ");
+    p = put_str(p, what);
+    p = put_str(p, " ");
+    size_t n = str_len(path);
+    p = put(p, path, n > PATH_BUF ? PATH_BUF : n);
+    p = put_str(p, ": ");
+    p = put_str(p, error_text(err));
+    *p++ = '\n';
+    sys_write(2, line, (size_t)(p - line));
+    sys_exit(127);
+}
+
+/* The value of `s` if it is `name=value`. */
+static const char *env_value(const char *s, const char *name)
+{
+    while (*name)
+        if (*s++ != *name++)
+            return 0;
+    return *s == '=' ? s + 1 : 0;
+}
+
+static void note_first(struct env_var *v, char **slot, const char *value)
+{
+    if (value && !v->slot) {
+        v->slot = slot;
+        v->value = value;
+    }
+}
+
+/* Reads every variable the shim honours; never called in secure mode. */
+static void scan_env(struct context *c)
+{
+    for (char **e = c->envp; *e; e++) {
+        const char *s = *e;
+        if (s[0] == 'N' && s[1] == 'I') {
+            note_first(&c->nix_ld, e, env_value(s, "NIX_LD"));
+            note_first(&c->nix_ld_sys, e, env_value(s, "NIX_LD_" NIXLD_SYSTEM));
+            note_first(&c->nix_ld_library_path, e, env_value(s, "NIX_LD_LIBRARY_PATH"));
+            note_first(&c->nix_ld_library_path_sys, e,
+                       env_value(s, "NIX_LD_LIBRARY_PATH_" NIXLD_SYSTEM));
+        } else if (s[0] == 'L') {
+            /* The loader honours the last LD_LIBRARY_PATH; so do we. */
+            const char *v = env_value(s, "LD_LIBRARY_PATH");
+            if (v) {
+                c->ld_library_path.slot = e;
+                c->ld_library_path.value = v;
+            }
+        } else {
+            note_first(&c->xdg_state_home, e, env_value(s, "XDG_STATE_HOME"));
+            note_first(&c->home, e, env_value(s, "HOME"));
+        }
+    }
+}
+
+static void find_auxv_slots(struct context *c)
+{
+    uintptr_t *a = c->auxv;
+    for (; a[0] != AT_NULL; a += 2) {
+        switch (a[0]) {
+        case AT_BASE: c->at_base = &a[1]; break;
+        case AT_ENTRY: c->at_entry = &a[1]; break;
+        case AT_PAGESZ: c->pagesz = a[1]; break;
+        case AT_SECURE: c->secure = a[1] != 0; break;
+        default: break;
+        }
+    }
+    c->auxv_words = (size_t)(a - c->auxv) + 2;
+}
+
+static void init_ctx(struct context *c, uintptr_t *sp)
+{
+    memset(c, 0, sizeof *c);
+    c->sp = sp;
+    c->argc = (long)sp[0];
+    c->argv = (char **)(sp + 1);
+    c->envp = c->argv + c->argc + 1;
+    while (c->envp[c->envc])
+        c->envc++;
+    c->auxv = (uintptr_t *)(c->envp + c->envc + 1);
+    c->pagesz = 4096;
+    find_auxv_slots(c);
+    if (!c->secure)
+        scan_env(c);
+}
+
+/* `NIX_LD_<system>`, else `NIX_LD`, else the default; empty means unset. */
+static void choose_loader(struct context *c)
+{
+    c->ld_path = NIXLD_DEFAULT_LD;
+    if (c->secure)
+        return; /* glibc ignores the environment here; so do we */
+    if (c->nix_ld_sys.value && *c->nix_ld_sys.value)
+        c->ld_path = c->nix_ld_sys.value;
+    else if (c->nix_ld.value && *c->nix_ld.value)
+        c->ld_path = c->nix_ld.value;
+}
+
+/* --- Per-binary entries ------------------------------------------------- */
+
+static int identity_matches(struct context *c, const struct nixld_entry *e)
+{
+    if (!c->identity_known)
+        c->identity_known = sys_failed(sys_statx("/proc/self/exe", &c->identity)) ? -1 : 1;
+    if (c->identity_known < 0)
+        return 0;
+    const struct statx *st = &c->identity;
+    /* st_dev as the kernel's stat() encodes it (new_encode_dev). */
+    uint64_t major = st->stx_dev_major, minor = st->stx_dev_minor;
+    uint64_t dev = (minor & 0xff) | (major << 8) | ((minor & ~0xffULL) << 12);
+    return e->dev == dev && e->ino == st->stx_ino && e->size == st->stx_size &&
+           e->mtime_sec == st->stx_mtime.tv_sec && e->mtime_nsec == st->stx_mtime.tv_nsec;
+}
+
+/* Reads and checks one entry file; 1 if it applies to this executable. */
+static int load_entry(struct context *c, const char *file, char *buf, struct nixld_entry *e,
+                      int need_identity)
+{
+    long fd = sys_open(file);
+    if (sys_failed(fd))
+        return 0;
+    size_t len = 0;
+    long n;
+    while (len <= NIXLD_ENTRY_MAX &&
+           (n = sys_read((int)fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
+        len += (size_t)n;
+    sys_close((int)fd);
+    if (!nixld_parse_entry(buf, len, e))
+        return 0;
+    if (e->path.len != c->exe_len || !mem_eq(e->path.ptr, c->exe, c->exe_len))
+        return 0; /* a hash collision */
+    if (!e->has_identity)
+        return !need_identity;
+    return identity_matches(c, e);
+}
+
+/* `<dir><sub>/<16 hex>.entry` into out; 0 if it does not fit. */
+static int entry_file(char *out, const char *dir, const char *sub, const char hex[16])
+{
+    size_t dl = str_len(dir), sl = str_len(sub);
+    if (dl + sl + 24 > PATH_BUF)
+        return 0;
+    char *p = put(out, dir, dl);
+    p = put(p, sub, sl);
+    *p++ = '/';
+    p = put(p, hex, 16);
+    p = put_str(p, ".entry");
+    *p = 0;
+    return 1;
+}
+
+static int absolute(const char *s) { return s && s[0] == '/'; }
+
+static void find_entry(struct context *c)
+{
+    if (c->secure)
+        return;
+    long n = sys_readlink("/proc/self/exe", c->exe, sizeof c->exe);
+    if (sys_failed(n) || n <= 0 || (size_t)n >= sizeof c->exe)
+        return;
+    c->exe_len = (size_t)n;
+    for (size_t i = 0; i < c->exe_len; i++)
+        if (c->exe[i] == '\n')
+            return; /* cannot have an entry (FORMAT.md) */
+    char hex[16], file[PATH_BUF];
+    nixld_hex16(nixld_fnv1a64(c->exe, c->exe_len), hex);
+
+    int have_dir = 0;
+    if (absolute(c->xdg_state_home.value))
+        have_dir = entry_file(file, c->xdg_state_home.value, "/nixld/entries", hex);
+    else if (absolute(c->home.value))
+        have_dir = entry_file(file, c->home.value, "/.local/state/nixld/entries", hex);
+    if (have_dir)
+        c->have_user = load_entry(c, file, entry_buf[0], &c->user, 1);
+    if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
+        c->have_sys = load_entry(c, file, entry_buf[1], &c->sys, 0);
+}
+
+/* --- The loader ---------------------------------------------------------- */
+
+static void open_ld(struct context *c)
+{
+    long fd = sys_open(c->ld_path);
+    if (sys_failed(fd))
+        die("cannot open loader", c->ld_path, fd);
+    c->ld_fd = (int)fd;
+}
+
+/* Reads and checks the loader's ELF header and program headers. */
+static void elf_map(struct context *c)
+{
+    Elf64_Ehdr *h = &c->ehdr;
+    long n = sys_pread(c->ld_fd, h, sizeof *h, 0);
+    if (n != (long)sizeof *h || !mem_eq((const char *)h->e_ident, "\177ELF\2\1", 6) ||
+        h->e_type != ET_DYN || h->e_machine != NIXLD_EM_SELF ||
+        h->e_phentsize != sizeof(Elf64_Phdr) || h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
+        die("bad loader", c->ld_path, -ENOEXEC);
+    size_t size = (size_t)h->e_phnum * sizeof(Elf64_Phdr);
+    if (sys_pread(c->ld_fd, c->phdrs, size, (long)h->e_phoff) != (long)size)
+        die("bad loader", c->ld_path, -ENOEXEC);
+}
+
+static uintptr_t page_down(uintptr_t x, uintptr_t page) { return x & ~(page - 1); }
+static uintptr_t page_up(uintptr_t x, uintptr_t page) { return (x + page - 1) & ~(page - 1); }
+
+static int prot_of(uint32_t flags)
+{
+    return ((flags & 4) ? PROT_READ : 0) | ((flags & 2) ? PROT_WRITE : 0) |
+           ((flags & 1) ? PROT_EXEC : 0);
+}
+
+/* Reserves the loader's whole span, then maps each PT_LOAD into it, as the
+ * kernel maps an interpreter. */
+static void elf_load(struct context *c)
+{
+    uintptr_t page = c->pagesz, lo = UINTPTR_MAX, hi = 0, align = page;
+    for (int i = 0; i < c->ehdr.e_phnum; i++) {
+        const Elf64_Phdr *p = &c->phdrs[i];
+        if (p->p_type != PT_LOAD)
+            continue;
+        if (p->p_memsz < p->p_filesz || (p->p_vaddr - p->p_offset) % page)
+            die("bad loader", c->ld_path, -ENOEXEC);
+        if (p->p_vaddr < lo)
+            lo = p->p_vaddr;
+        if (p->p_vaddr + p->p_memsz > hi)
+            hi = p->p_vaddr + p->p_memsz;
+        if (p->p_align > align && p->p_align <= 0x200000)
+            align = p->p_align;
+    }
+    if (lo >= hi)
+        die("bad loader", c->ld_path, -ENOEXEC);
+    lo = page_down(lo, page);
+    hi = page_up(hi, page);
+
+    /* Over-reserve by the alignment, then give back both ends. */
+    size_t span = hi - lo, extra = align - page;
+    long r = sys_mmap(0, span + extra, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sys_failed(r))
+        die("cannot map loader", c->ld_path, r);
+    uintptr_t raw = (uintptr_t)r, base = page_up(raw, align);
+    if (base > raw)
+        sys_munmap((void *)raw, base - raw);
+    if (raw + extra > base)
+        sys_munmap((void *)(base + span), raw + extra - base);
+    c->ld_bias = base - lo;
+
+    for (int i = 0; i < c->ehdr.e_phnum; i++) {
+        const Elf64_Phdr *p = &c->phdrs[i];
+        if (p->p_type != PT_LOAD)
+            continue;
+        int prot = prot_of(p->p_flags);
+        uintptr_t start = page_down(p->p_vaddr, page);
+        uintptr_t file_end = p->p_vaddr + p->p_filesz, mem_end = p->p_vaddr + p->p_memsz;
+        if (p->p_filesz) {
+            r = sys_mmap((void *)(c->ld_bias + start), page_up(file_end, page) - start, prot,
+                         MAP_PRIVATE | MAP_FIXED, c->ld_fd,
+                         (long)page_down(p->p_offset, page));
+            if (sys_failed(r))
+                die("cannot map loader", c->ld_path, r);
+        }
+        if (mem_end <= file_end)
+            continue;
+        /* .bss: zero the rest of the last file page, map fresh pages after it. */
+        if (p->p_filesz && page_up(file_end, page) > file_end) {
+            if (!(prot & PROT_WRITE))
+                die("bad loader", c->ld_path, -ENOEXEC);
+            memset((void *)(c->ld_bias + file_end), 0, page_up(file_end, page) - file_end);
+        }
+        uintptr_t zero_start = p->p_filesz ? page_up(file_end, page) : start;
+        if (page_up(mem_end, page) > zero_start) {
+            r = sys_mmap((void *)(c->ld_bias + zero_start), page_up(mem_end, page) - zero_start,
+                         prot, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+            if (sys_failed(r))
+                die("cannot map loader", c->ld_path, r);
+        }
+    }
+    sys_close(c->ld_fd);
+    c->ld_entry = c->ld_bias + c->ehdr.e_entry;
+}
+
+/* --- The library path ----------------------------------------------------- */
+
+static const char *nix_library_path(const struct context *c)
+{
+    if (c->nix_ld_library_path_sys.value && *c->nix_ld_library_path_sys.value)
+        return c->nix_ld_library_path_sys.value;
+    if (c->nix_ld_library_path.value && *c->nix_ld_library_path.value)
+        return c->nix_ld_library_path.value;
+    return NIXLD_DEFAULT_LIBRARY_PATH;
+}
+
+/* Appends one part, with a ':' unless the list so far is empty or ends in one. */
+static char *add_part(char *p, const char *start, const char *s, size_t n)
+{
+    if (n == 0)
+        return p;
+    if (p > start && p[-1] != ':')
+        *p++ = ':';
+    return put(p, s, n);
+}
+
+static char *add_dirs(char *p, const char *start, const struct nixld_entry *e)
+{
+    for (size_t i = 0; i < e->ndirs; i++)
+        p = add_part(p, start, e->dirs[i].ptr, e->dirs[i].len);
+    return p;
+}
+
+static size_t dirs_len(const struct nixld_entry *e, int have)
+{
+    size_t n = 0;
+    for (size_t i = 0; have && i < e->ndirs; i++)
+        n += e->dirs[i].len + 1;
+    return n;
+}
+
+/* "LD_LIBRARY_PATH=E_user:E_sys:$LD_LIBRARY_PATH:NIX_LD_LIBRARY_PATH". */
+static void build_library_path(struct context *c)
+{
+    const char *user = c->ld_library_path.value ? c->ld_library_path.value : "";
+    const char *nix = nix_library_path(c);
+    size_t user_len = str_len(user), nix_len = str_len(nix);
+    size_t size = sizeof LD_LIBRARY_PATH_EQ + dirs_len(&c->user, c->have_user) +
+                  dirs_len(&c->sys, c->have_sys) + user_len + 1 + nix_len + 1;
+    long r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sys_failed(r))
+        die("cannot build the library path for", c->ld_path, r);
+    char *start = put_str((char *)r, LD_LIBRARY_PATH_EQ), *p = start;
+    if (c->have_user)
+        p = add_dirs(p, start, &c->user);
+    if (c->have_sys)
+        p = add_dirs(p, start, &c->sys);
+    p = add_part(p, start, user, user_len);
+    p = add_part(p, start, nix, nix_len);
+    *p = 0;
+    c->library_path = (char *)r;
+}
+
+/* --- The start block ------------------------------------------------------ */
+
+/* Moves the start block down two words (keeping sp 16-byte aligned) to make
+ * room for one more environment slot, at the end of envp; returns it. Only
+ * needed when there is no LD_LIBRARY_PATH nor NIX_LD* slot to borrow. The
+ * 256 bytes _start left below sp are free for this. */
+static char **insert_env_slot(struct context *c)
+{
+    uintptr_t *old = c->sp, *new = c->sp - 2;
+    size_t head = 1 + (size_t)c->argc + 1 + c->envc;
+    for (size_t i = 0; i < head; i++)
+        new[i] = old[i];
+    new[head] = 0;
+    new[head + 1] = 0;
+    for (size_t j = 0; j < c->auxv_words; j++)
+        new[head + 2 + j] = old[head + 1 + j];
+    c->sp = new;
+    c->argv = (char **)(new + 1);
+    c->envp = c->argv + c->argc + 1;
+    c->auxv = new + head + 2;
+    c->at_base = c->at_entry = 0;
+    find_auxv_slots(c);
+    return (char **)&new[head];
+}
+
+/* Points one environment slot at our LD_LIBRARY_PATH and tells the trampoline
+ * how to undo it: the user's own LD_LIBRARY_PATH slot if there is one, else a
+ * NIX_LD* slot (ours; hidden from the loader only), else a new slot, which
+ * the trampoline leaves as an empty LD_LIBRARY_PATH (glibc ignores it). */
+static void set_library_path(struct context *c)
+{
+    static const char empty[] = LD_LIBRARY_PATH_EQ;
+    char **slot = c->ld_library_path.slot;
+    if (!slot)
+        slot = c->nix_ld_library_path_sys.slot;
+    if (!slot)
+        slot = c->nix_ld_library_path.slot;
+    if (!slot)
+        slot = c->nix_ld_sys.slot;
+    if (!slot)
+        slot = c->nix_ld.slot;
+    if (slot) {
+        trampoline.env_value = *slot;
+    } else {
+        slot = insert_env_slot(c);
+        trampoline.env_value = (char *)empty;
+    }
+    trampoline.env_slot = slot;
+    *slot = c->library_path;
+}
+
+/* Called by the trampoline on the program's stack, after the loader. */
+__attribute__((used, visibility("hidden"))) uintptr_t nixld_restore(void)
+{
+    if (trampoline.env_slot)
+        *trampoline.env_slot = trampoline.env_value;
+    if (trampoline.auxv_entry)
+        *trampoline.auxv_entry = trampoline.entry;
+    return trampoline.entry;
+}
+
+__attribute__((noreturn)) static void jmp_ld(struct context *c)
+{
+    if (c->at_base)
+        *c->at_base = c->ld_bias;
+    if (!c->secure && c->at_entry) {
+        trampoline.entry = *c->at_entry;
+        trampoline.auxv_entry = c->at_entry;
+        *c->at_entry = (uintptr_t)nixld_trampoline;
+    }
+    nixld_jump(c->sp, c->ld_entry);
+}
+
+/* --- Run directly --------------------------------------------------------- */
+
+static void say(const char *s) { sys_write(2, s, str_len(s)); }
+
+/* `nixld-shim PROGRAM ARGS...` runs the real loader with them, as running
+ * ld.so directly would, with the library path but no entry (the executable
+ * would be the loader). */
+__attribute__((noreturn)) static void run_directly(struct context *c)
+{
+    if (c->argc < 2) {
+        say("usage: nixld-shim PROGRAM [ARGS...]\n"
+            "An ELF interpreter (nix-ld compatible): loads the loader named by\n"
+            "NIX_LD_" NIXLD_SYSTEM " or NIX_LD (default " NIXLD_DEFAULT_LD ")\n"
+            "with the library path: the per-binary entry's dirs (from\n"
+            "$XDG_STATE_HOME/nixld/entries, then " NIXLD_SYSTEM_ENTRIES_DIR "),\n"
+            "$LD_LIBRARY_PATH, then NIX_LD_LIBRARY_PATH_" NIXLD_SYSTEM " or\n"
+            "NIX_LD_LIBRARY_PATH (default " NIXLD_DEFAULT_LIBRARY_PATH ").\n");
+        sys_exit(1);
+    }
+    build_library_path(c);
+    size_t size = (c->envc + 2) * sizeof(char *);
+    long r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sys_failed(r))
+        die("cannot run loader", c->ld_path, r);
+    char **env = (char **)r;
+    for (size_t i = 0; i < c->envc; i++)
+        env[i] = c->envp[i];
+    if (c->ld_library_path.slot)
+        env[c->ld_library_path.slot - c->envp] = c->library_path;
+    else
+        env[c->envc] = c->library_path;
+    r = sys_execve(c->ld_path, c->argv, env);
+    die("cannot run loader", c->ld_path, r);
+}
+
+__attribute__((noreturn, used)) void nixld_main(uintptr_t *sp)
+{
+    struct context c;
+    init_ctx(&c, sp);
+    choose_loader(&c);
+    if (!c.at_base || *c.at_base == 0)
+        run_directly(&c);
+    find_entry(&c);
+    open_ld(&c);
+    elf_map(&c);
+    elf_load(&c);
+    if (!c.secure) {
+        build_library_path(&c);
+        set_library_path(&c);
+    }
+    jmp_ld(&c);
+}
