@@ -254,19 +254,15 @@ class NotAsked(Exception):
 
 
 def auto_accept_enabled() -> bool:
-    if os.environ.get("NIXLD_AUTO_ACCEPT", "") in ("1", "true", "yes"):
-        return True
-    try:
-        from nixld.config import load_config
-    except ImportError:  # pragma: no cover
-        return False
-    return bool(getattr(load_config(), "auto_accept", False))
+    from nixld.config import auto_accept, load_config
+
+    return auto_accept(load_config())
 
 
 def _enable_auto_accept() -> None:
-    from nixld.config import set_auto_accept
+    from nixld.config import set_setting
 
-    set_auto_accept(True)
+    set_setting("auto_accept", True)
 
 
 def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
@@ -416,7 +412,7 @@ def _remembered_dirs(targets: Sequence[str]) -> list[str]:
         remembered = entries.recall_choice(entries.sha256_of(target))
         if remembered is None:
             continue
-        for d in remembered.dirs if hasattr(remembered, "dirs") else remembered[1]:  # type: ignore[index]
+        for d in remembered.dirs:
             if d not in dirs and os.path.isdir(d):
                 dirs.append(d)
     return dirs
