@@ -1,0 +1,473 @@
+"""Per-binary entries, exactly as `shim/FORMAT.md` specifies, and the memories
+beside them: choices remembered by file content, and binaries never to ask about.
+
+An entry is keyed by the FNV-1a hash of the executable's canonical path and
+records the file's identity, so the shim ignores it once the file is replaced.
+Every write is write-then-rename with fsync: a reader (the shim, another
+shell) sees the old file or the new one, never half of one, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from nixld import paths
+from nixld.errors import StateError
+from nixld.lock import ensure_dir
+from nixld.text import safe
+
+MAGIC: Final = b"nixld-entry 1"
+MAX_ENTRY_BYTES: Final = 65536
+MAX_DIRS: Final = 64
+MAX_DIR_BYTES: Final = 4095
+SUFFIX: Final = ".entry"
+_FNV_OFFSET: Final = 0xCBF29CE484222325
+_FNV_PRIME: Final = 0x100000001B3
+_IDENTITY_KEYS: Final = frozenset((b"dev", b"ino", b"size", b"mtime"))
+_KEY_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+
+Status = Literal["valid", "changed", "gone"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What `stat` says about the file: an entry applies while this holds."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike[str]) -> Identity:
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    """A package the resolution installed: its store path, attribute and output."""
+
+    store_path: str
+    attr: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # canonical path of the executable (os.path.realpath)
+    identity: Identity | None
+    dirs: tuple[str, ...]
+    sha256: str | None = None
+    packages: tuple[PackageRef, ...] = ()
+    sonames: tuple[tuple[str, str], ...] = ()  # (soname, the file it resolved to)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolution remembered by the content of the file."""
+
+    packages: tuple[PackageRef, ...]
+    dirs: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- keys and locations
+
+
+def key_for(canonical_path: str | bytes) -> str:
+    """FNV-1a 64 of the path's bytes, as 16 lowercase hex digits (FORMAT.md)."""
+    data = os.fsencode(canonical_path)
+    h = _FNV_OFFSET
+    for b in data:
+        h = ((h ^ b) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def canonical(path: str | os.PathLike[str]) -> str:
+    return os.path.realpath(path)
+
+
+def entry_file(canonical_path: str, directory: Path | None = None) -> Path:
+    return (directory or paths.entries_dir()) / (key_for(canonical_path) + SUFFIX)
+
+
+# ---------------------------------------------------------------- the syntax
+
+
+def _check_value(what: str, value: str) -> bytes:
+    raw = os.fsencode(value)
+    if b"\n" in raw or b"\r" in raw or not raw:
+        raise StateError(f"cannot record {what} {safe(value)!r}: empty or has a line break")
+    return raw
+
+
+def format_entry(entry: Entry) -> bytes:
+    """The bytes of an entry file; StateError if FORMAT.md cannot express it."""
+    lines = [MAGIC, b"path " + _check_value("the path", entry.path)]
+    if not entry.path.startswith("/"):
+        raise StateError(f"entry path is not absolute: {safe(entry.path)}")
+    if entry.identity is not None:
+        i = entry.identity
+        sec, nsec = divmod(i.mtime_ns, 1_000_000_000)
+        lines += [b"dev %d" % i.dev, b"ino %d" % i.ino, b"size %d" % i.size,
+                  b"mtime %d %d" % (sec, nsec)]
+    if len(entry.dirs) > MAX_DIRS:
+        raise StateError(f"too many library directories ({len(entry.dirs)} > {MAX_DIRS})")
+    for d in entry.dirs:
+        raw = _check_value("the directory", d)
+        if not raw.startswith(b"/") or b":" in raw or len(raw) > MAX_DIR_BYTES:
+            raise StateError(f"cannot record the directory {safe(d)}: not absolute, "
+                             "contains ':' or too long")
+        lines.append(b"dir " + raw)
+    if entry.sha256 is not None:
+        lines.append(b"sha256 " + _check_value("the hash", entry.sha256))
+    lines += [_package_line(p) for p in entry.packages]
+    for soname, file in entry.sonames:
+        name = _check_value("the soname", soname)
+        if b" " in name:
+            raise StateError(f"cannot record the soname {safe(soname)!r}: it has a space")
+        lines.append(b"soname " + name + (b" " + _check_value("the file", file) if file else b""))
+    lines.append(b"end")
+    data = b"\n".join(lines) + b"\n"
+    if len(data) > MAX_ENTRY_BYTES:
+        raise StateError(f"the entry for {safe(entry.path)} exceeds {MAX_ENTRY_BYTES} bytes")
+    return data
+
+
+def _package_line(p: PackageRef) -> bytes:
+    parts = [_check_value("the package", x) for x in (p.store_path, p.attr, p.output)]
+    if any(b" " in x for x in parts):
+        raise StateError(f"cannot record the package {safe(p.attr)}: a field has a space")
+    return b"package " + b" ".join(parts)
+
+
+def _decimal(raw: bytes) -> int | None:
+    if not raw.isdigit() or len(raw) > 20:
+        return None
+    n = int(raw)
+    return n if n < 2**64 else None
+
+
+def parse_entry(data: bytes) -> Entry | None:
+    """Parse entry bytes; None unless every rule of FORMAT.md holds."""
+    if len(data) > MAX_ENTRY_BYTES or not data.endswith(b"\n") or b"\r" in data:
+        return None
+    lines = data[:-1].split(b"\n")
+    if len(lines) < 3 or lines[0] != MAGIC or lines[-1] != b"end":
+        return None
+    seen: dict[bytes, bytes] = {}
+    dirs: list[str] = []
+    packages: list[PackageRef] = []
+    sonames: list[tuple[str, str]] = []
+    sha256: str | None = None
+    for line in lines[1:-1]:
+        key, sep, value = line.partition(b" ")
+        if not sep or not key or not set(key) <= _KEY_CHARS:
+            return None
+        if key in _IDENTITY_KEYS or key == b"path":
+            if key in seen:
+                return None
+            seen[key] = value
+        elif key == b"dir":
+            if not value.startswith(b"/") or b":" in value or len(value) > MAX_DIR_BYTES:
+                return None
+            dirs.append(os.fsdecode(value))
+        elif key == b"sha256":
+            sha256 = value.decode("ascii", "replace")
+        elif key == b"package":
+            fields = value.split(b" ")
+            if len(fields) == 3:
+                store_path, attr, output = (os.fsdecode(f) for f in fields)
+                packages.append(PackageRef(store_path, attr, output))
+        elif key == b"soname":
+            name, _, file = value.partition(b" ")
+            sonames.append((os.fsdecode(name), os.fsdecode(file)))
+        # any other key belongs to a newer Python side: skipped, as the shim does
+    if b"path" not in seen or len(dirs) > MAX_DIRS:
+        return None
+    identity = _identity(seen)
+    if identity is False:
+        return None
+    return Entry(os.fsdecode(seen[b"path"]), identity, tuple(dirs), sha256,
+                 tuple(packages), tuple(sonames))
+
+
+def _identity(seen: dict[bytes, bytes]) -> Identity | Literal[False] | None:
+    present = _IDENTITY_KEYS & seen.keys()
+    if not present:
+        return None
+    if present != _IDENTITY_KEYS:
+        return False
+    dev, ino, size = (_decimal(seen[k]) for k in (b"dev", b"ino", b"size"))
+    sec_raw, sep, nsec_raw = seen[b"mtime"].partition(b" ")
+    sec, nsec = _decimal(sec_raw), _decimal(nsec_raw)
+    if dev is None or ino is None or size is None or sec is None or nsec is None or not sep:
+        return False
+    return Identity(dev, ino, size, sec * 1_000_000_000 + nsec)
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write-then-rename with fsync: readers see the old file or the new, never a part."""
+    directory = ensure_dir(target.parent)
+    fd = -1
+    tmp = ""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.rename(tmp, target)
+        tmp = ""
+        _fsync_dir(directory)
+    except OSError as err:
+        raise StateError(f"cannot write {safe(target)}: {err.strerror}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise StateError(f"cannot remove {safe(path)}: {err.strerror}") from None
+    _fsync_dir(path.parent)
+    return True
+
+
+# ---------------------------------------------------------------- entries
+
+
+def write_entry(entry: Entry, directory: Path | None = None) -> Path:
+    """Write `entry` atomically into the per-user entries dir (or `directory`)."""
+    if directory is None and entry.identity is None:
+        raise ValueError("per-user entries must record the file's identity (FORMAT.md)")
+    target = entry_file(entry.path, directory)
+    write_atomic(target, format_entry(entry))
+    return target
+
+
+def read_entry(path: str | os.PathLike[str]) -> Entry | None:
+    """The entry in file `path`; None if missing, unreadable, corrupt or truncated."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ENTRY_BYTES + 1)
+    except OSError:
+        return None
+    return parse_entry(data)
+
+
+def status(entry: Entry) -> Status:
+    """Whether the entry still applies to the file at its path."""
+    try:
+        now = Identity.of_file(entry.path)
+    except OSError:
+        return "gone"
+    if entry.identity is not None and entry.identity != now:
+        return "changed"
+    return "valid"
+
+
+def _entry_dirs() -> list[Path]:
+    out = []
+    if os.environ.get("XDG_STATE_HOME", "").startswith("/") or \
+            os.environ.get("HOME", "").startswith("/"):
+        out.append(paths.entries_dir())
+    out.append(paths.SYSTEM_ENTRIES_DIR)
+    return out
+
+
+def entries_for(binary: str | os.PathLike[str]) -> list[tuple[Entry, bool]]:
+    """The matching per-user entry, then the system-wide one: (entry, still valid)."""
+    target = canonical(binary)
+    if "\n" in target:
+        return []
+    found = []
+    for directory in _entry_dirs():
+        entry = read_entry(entry_file(target, directory))
+        if entry is None or entry.path != target:  # absent, corrupt, or a hash collision
+            continue
+        if directory != paths.SYSTEM_ENTRIES_DIR and entry.identity is None:
+            continue  # the shim ignores per-user entries without identity
+        found.append((entry, status(entry) == "valid"))
+    return found
+
+
+def entry_for(binary: str | os.PathLike[str]) -> tuple[Entry, bool] | None:
+    """The entry for `binary`: a valid one first, else a stale one; None if none."""
+    found = entries_for(binary)
+    for item in found:
+        if item[1]:
+            return item
+    return found[0] if found else None
+
+
+def _scan(directory: Path) -> Iterator[tuple[Path, Entry]]:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(SUFFIX) and not name.startswith("."):
+            file = directory / name
+            entry = read_entry(file)
+            if entry is not None and file.name == key_for(entry.path) + SUFFIX:
+                yield file, entry
+
+
+def all_entries() -> list[tuple[Path, Entry]]:
+    """Every readable per-user entry (the ones nixld-hook manages)."""
+    return list(_scan(paths.entries_dir()))
+
+
+def system_entries() -> list[tuple[Path, Entry]]:
+    return list(_scan(paths.SYSTEM_ENTRIES_DIR))
+
+
+def remove_entry(path: str | os.PathLike[str]) -> bool:
+    """Remove the per-user entry for `path` (as given or canonical); True if one went."""
+    wanted = {os.path.abspath(path), canonical(path)}
+    removed = False
+    for file, entry in all_entries():
+        if entry.path in wanted:
+            removed = _unlink(file) or removed
+    return removed
+
+
+# ---------------------------------------------------------------- content memory
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _choices_dir() -> Path:
+    return paths.state_dir() / "choices"
+
+
+def _check_sha(sha256: str) -> str:
+    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+def remember_choice(sha256: str | None, packages: Iterable[PackageRef],
+                    dirs: Sequence[str]) -> None:
+    """Remember the resolution for files with this content (a copy, a move)."""
+    if sha256 is None:
+        return
+    lines = [b"nixld-choice 1"]
+    lines += [_package_line(p) for p in packages]
+    lines += [b"dir " + _check_value("the directory", d) for d in dirs]
+    lines.append(b"end")
+    write_atomic(_choices_dir() / _check_sha(sha256), b"\n".join(lines) + b"\n")
+
+
+def recall_choice(sha256: str) -> Choice | None:
+    """The resolution remembered for this content, if any."""
+    try:
+        data = (_choices_dir() / _check_sha(sha256)).read_bytes()
+    except (OSError, ValueError):
+        return None
+    lines = data.split(b"\n")
+    if lines[:1] != [b"nixld-choice 1"] or lines[-2:] != [b"end", b""]:
+        return None
+    packages: list[PackageRef] = []
+    dirs: list[str] = []
+    for line in lines[1:-2]:
+        key, _, value = line.partition(b" ")
+        if key == b"dir":
+            dirs.append(os.fsdecode(value))
+        elif key == b"package" and len(fields := value.split(b" ")) == 3:
+            packages.append(PackageRef(*(os.fsdecode(f) for f in fields)))
+    return Choice(tuple(packages), tuple(dirs))
+
+
+def forget_choice(sha256: str) -> bool:
+    try:
+        return _unlink(_choices_dir() / _check_sha(sha256))
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- never ask again
+
+
+def _never_file() -> Path:
+    return paths.state_dir() / "never"
+
+
+def _never_lines() -> list[bytes]:
+    try:
+        return _never_file().read_bytes().splitlines()
+    except OSError:
+        return []
+
+
+def mark_never(path: str | os.PathLike[str]) -> None:
+    """Never ask about this binary again: by canonical path, and by content."""
+    target = canonical(path)
+    lines = _never_lines()
+    new = [b"path " + _check_value("the path", target)]
+    with contextlib.suppress(OSError):
+        new.append(b"sha256 " + sha256_of(target).encode())
+    lines += [x for x in new if x not in lines]
+    write_atomic(_never_file(), b"\n".join(lines) + b"\n")
+
+
+def is_never(path: str | os.PathLike[str]) -> bool:
+    lines = _never_lines()
+    if not lines:
+        return False
+    if b"path " + os.fsencode(canonical(path)) in lines:
+        return True
+    if not any(x.startswith(b"sha256 ") for x in lines):
+        return False
+    try:
+        return b"sha256 " + sha256_of(path).encode() in lines
+    except OSError:
+        return False
+
+
+def clear_never(path: str | os.PathLike[str], sha256: str | None = None) -> bool:
+    """Undo `mark_never` for this path (and this content); True if something was cleared."""
+    lines = _never_lines()
+    drop = {b"path " + os.fsencode(canonical(path)), b"path " + os.fsencode(os.path.abspath(path))}
+    if sha256 is not None:
+        drop.add(b"sha256 " + sha256.encode())
+    with contextlib.suppress(OSError):
+        drop.add(b"sha256 " + sha256_of(path).encode())
+    kept = [x for x in lines if x not in drop]
+    if len(kept) == len(lines):
+        return False
+    write_atomic(_never_file(), b"\n".join(kept) + b"\n" if kept else b"")
+    return True

@@ -1,0 +1,78 @@
+"""Run a binary with its resolved libraries through the real loader, as the shim would.
+
+For machines with no shim installed: `ld.so --library-path LIST --argv0 PATH
+PATH ARGS...`, with LIST composed exactly as shim/FORMAT.md says and the real
+loader found as the shim finds it. `--library-path` is the loader's own option,
+so the program's children do not inherit the list (as with the shim).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from nixld import entries, paths
+from nixld.errors import BadInputError, NixldError
+from nixld.text import safe
+
+# platform.machine() -> the Nix system name with `-` as `_` (FORMAT.md).
+_SYSTEMS = {"x86_64": "x86_64_linux", "amd64": "x86_64_linux",
+            "aarch64": "aarch64_linux", "arm64": "aarch64_linux"}
+
+
+def system_suffix(machine: str | None = None) -> str:
+    machine = machine or platform.machine()
+    return _SYSTEMS.get(machine, f"{machine}_linux")
+
+
+def real_loader(environ: Mapping[str, str]) -> str:
+    """`NIX_LD_<system>`, then `NIX_LD`, then nix-ld's default; must exist."""
+    for var in (f"NIX_LD_{system_suffix()}", "NIX_LD"):
+        value = environ.get(var, "")
+        if value:
+            if not os.path.isfile(value):
+                raise NixldError(f"{var}={safe(value)} is not a file: point it at the real "
+                                 "dynamic loader (ld-linux)")
+            return value
+    default = os.fspath(paths.NIX_LD_DEFAULT)
+    if not os.path.isfile(default):
+        raise NixldError(f"no real loader: {default} is missing and NIX_LD is unset "
+                         "(enable programs.nix-ld on NixOS, or set NIX_LD)")
+    return default
+
+
+@dataclass(frozen=True)
+class Launch:
+    loader: str
+    library_path: str
+    argv: list[str]  # for os.execv(loader, argv)
+    stale: list[entries.Entry]  # entries that matched the path but not the file
+
+
+def library_path(binary: str, environ: Mapping[str, str]) -> tuple[str, list[entries.Entry]]:
+    """E_user : E_sys : LD_LIBRARY_PATH : NIX_LD_LIBRARY_PATH(_<system>) or the default."""
+    parts: list[str] = []
+    stale = []
+    for entry, valid in entries.entries_for(binary):
+        if valid:
+            parts.extend(entry.dirs)
+        else:
+            stale.append(entry)
+    parts.extend(environ.get("LD_LIBRARY_PATH", "").split(":"))
+    nix_ld = environ.get(f"NIX_LD_LIBRARY_PATH_{system_suffix()}") or \
+        environ.get("NIX_LD_LIBRARY_PATH") or paths.NIX_LD_LIBRARY_PATH_DEFAULT
+    parts.extend(nix_ld.split(":"))
+    return ":".join(p for p in parts if p), stale
+
+
+def prepare(binary: str, args: Sequence[str], environ: Mapping[str, str]) -> Launch:
+    if not os.path.isfile(binary):
+        raise BadInputError(f"{safe(binary)}: no such file")
+    if not os.access(binary, os.X_OK):
+        raise BadInputError(f"{safe(binary)}: not executable")
+    loader = real_loader(environ)
+    lib_path, stale = library_path(binary, environ)
+    argv = [loader, "--library-path", lib_path, "--argv0", binary, binary, *args]
+    return Launch(loader, lib_path, argv, stale)
