@@ -22,7 +22,6 @@ from nixld.errors import StateError
 from nixld.text import safe
 
 
-
 class _Held:
     depth = 0  # how many times this process holds the lock (nested `with`s)
 
