@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ELF_MAGIC = b"\x7fELF"
+ELF32_HEADER_SIZE = 52
+CUT_SHORT = "a header or table runs past the end of the file"
 
 # systemd's ELF dlopen metadata (https://systemd.io/ELF_DLOPEN_METADATA/):
 # an SHT_NOTE in `.note.dlopen`, owner "FDO", this type, a JSON array payload.
@@ -253,13 +256,21 @@ def _parse_elf(stream: IO[bytes], path: str, symbols: str) -> ElfInfo:
     except OSError as err:
         raise BadInputError(f"{safe(path)}: cannot read: {_os_reason(err)}") from None
     except Exception as err:
-        raise BadInputError(
-            f"{safe(path)}: truncated or corrupt ELF file ({_short_reason(err)})"
-        ) from None
+        # Shorter than the smallest ELF header (32-bit): whatever pyelftools
+        # complains about, the file was cut short.
+        short = os.fstat(stream.fileno()).st_size < ELF32_HEADER_SIZE
+        reason = CUT_SHORT if short else _short_reason(err)
+        raise BadInputError(f"{safe(path)}: truncated or corrupt ELF file ({reason})") from None
+
+
+# pyelftools' ways of saying "the data stopped before the structure did".
+_CUT_SHORT_ERRORS = re.compile(r"expected \d+, found \d+|past EOF|missing terminator|[Ss]tream")
 
 
 def _short_reason(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
+    if _CUT_SHORT_ERRORS.search(text):
+        return CUT_SHORT
     if len(text) > 80:
         text = text[:77] + "..."
     return safe(text)

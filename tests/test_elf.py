@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -249,7 +250,9 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
 def test_truncated_elf(tmp_path: Path, size: int) -> None:
     data = Path(PYTHON_ELF).read_bytes()[:size]
     path = write(tmp_path / "cut", data)
-    assert message(path).startswith(f"{tmp_path}/cut: truncated or corrupt ELF file (")
+    assert message(path) == (
+        f"{tmp_path}/cut: truncated or corrupt ELF file "
+        "(a header or table runs past the end of the file)")
 
 
 @pytest.mark.unit
@@ -258,7 +261,8 @@ def test_corrupt_elf_header_sizes(tmp_path: Path) -> None:
     data[0x3A:0x3C] = b"\x00\x00"  # e_shentsize = 0: every section header the same one
     data[0x3C:0x3E] = b"\xff\xff"  # e_shnum = 65535
     path = write(tmp_path / "bad", bytes(data))
-    assert message(path) == f"{tmp_path}/bad: truncated or corrupt ELF file (bad section header size 0)"
+    assert message(path) == (
+        f"{tmp_path}/bad: truncated or corrupt ELF file (bad section header size 0)")
 
 
 @pytest.mark.unit
@@ -266,7 +270,8 @@ def test_corrupt_elf_class(tmp_path: Path) -> None:
     data = bytearray(Path(PYTHON_ELF).read_bytes())
     data[4] = 7  # EI_CLASS neither 32 nor 64
     path = write(tmp_path / "bad", bytes(data))
-    assert message(path).startswith(f"{tmp_path}/bad: truncated or corrupt ELF file (")
+    assert message(path) == (
+        f"{tmp_path}/bad: truncated or corrupt ELF file (Invalid EI_CLASS b'\\\\x07')")
 
 
 @pytest.mark.unit
@@ -314,10 +319,8 @@ def check_outcome(tmp_path: Path, data: bytes) -> None:
         assert str(err).startswith(f"{path}: ")
         return
     assert isinstance(info, ElfInfo | ScriptInfo)
-    try:
+    with contextlib.suppress(BadInputError):
         read_library(path)
-    except BadInputError:
-        pass
 
 
 FUZZ = settings(max_examples=300, deadline=2000,
