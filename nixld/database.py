@@ -97,7 +97,7 @@ def check_header(file: Path, header: bytes) -> None:
     magic, version = HEADER.unpack_from(header)
     if magic != MAGIC:
         raise DatabaseError(f"{safe(file)}: not a nix-index database: wrong magic "
-                            f"{safe(repr(magic))} (expected b'NIXI')")
+                            f"{magic!r} (expected b'NIXI')")  # repr: printable ASCII
     if version != FORMAT_VERSION:
         raise DatabaseError(f"{safe(file)}: unsupported nix-index database version "
                             f"{version} (this tool reads version {FORMAT_VERSION})")
@@ -258,8 +258,9 @@ def store_path_json(store_path: StorePath) -> bytes:
 
 def entry_meta(entry: FileEntry, children: int = 0) -> bytes:
     if entry.kind == "s":
-        if entry.target is None:
-            raise ValueError(f"symlink entry {entry.path!r} has no target")
+        # nix-locate searches the decoded stream line by line: no newline inside.
+        if entry.target is None or b"\n" in entry.target:
+            raise ValueError(f"symlink entry {entry.path!r} has no target, or a newline in it")
         return entry.target + b"s"
     if entry.kind in ("r", "x", "d"):
         size = entry.size
