@@ -1,0 +1,21 @@
+# nixld-hook for fish: after a command fails with 126/127 (a binary that could
+# not start), ask `nixld-hook handle` what was missing. Sourced by the drop-in
+# `nixld-hook install` writes to $XDG_CONFIG_HOME/fish/conf.d/nixld.fish, or
+# `nixld-hook init fish | source`.
+#
+# fish_postexec fires only for a real command (not an empty Enter) and hands
+# over the command line; with nothing failed it costs two builtins, no fork.
+# Defining the function again replaces it, so sourcing twice adds nothing.
+
+if status is-interactive
+    set -q __nixld_bin; or set -g __nixld_bin nixld-hook
+
+    function __nixld_postexec --on-event fish_postexec --description 'nixld-hook: explain a binary that could not start'
+        set -l __nixld_ps $pipestatus
+        if contains -- 127 $__nixld_ps
+            $__nixld_bin handle --shell fish --status 127 --cwd $PWD -- $argv[1]
+        else if contains -- 126 $__nixld_ps
+            $__nixld_bin handle --shell fish --status 126 --cwd $PWD -- $argv[1]
+        end
+    end
+end

@@ -1,0 +1,131 @@
+"""`nixld-hook doctor`: is everything in place for the next `./binary` to work?
+
+Each check says what it found and, when something is wrong, the fix: the
+hook in the shell start-up files, the shim at the system interpreter path and
+the real loader it hands over to (NIX_LD), the nix-index database, and Nix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nixld import paths
+from nixld.text import safe
+
+SYSTEM_INTERPRETER = "/lib64/ld-linux-x86-64.so.2"
+# Our shim names itself in every message it prints.
+OUR_SHIM_MARKER = b"nixld-shim"
+DATABASE_OLD_DAYS = 30
+SHIM_FIX = "enable the shim: programs.nixld.enable = true; in your NixOS configuration"
+JSON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def check_hook(environ: Mapping[str, str]) -> Check:
+    from nixld.shell import installed_shells
+
+    shells = installed_shells(dict(environ))
+    if shells:
+        return Check("hook", True, f"installed for {', '.join(shells)}")
+    return Check("hook", False, "not installed in any shell's start-up files",
+                 "nixld-hook install (or the NixOS/home-manager module's shell integration)")
+
+
+def _contains(path: str, marker: bytes) -> bool:
+    try:
+        with open(os.path.realpath(path), "rb") as f:
+            return marker in f.read(16 << 20)
+    except OSError:
+        return False
+
+
+def check_shim(interpreter: str = SYSTEM_INTERPRETER) -> Check:
+    real = os.path.realpath(interpreter)
+    shown = safe(interpreter) + (f" -> {safe(real)}" if real != interpreter else "")
+    if not os.path.exists(interpreter):
+        return Check("shim", False, f"{safe(interpreter)} does not exist: foreign binaries "
+                     "cannot start (use `nixld-hook run` meanwhile)", SHIM_FIX)
+    if _contains(interpreter, OUR_SHIM_MARKER):
+        return Check("shim", True, f"{shown} is the nixld shim")
+    from nixld.handle import is_shim
+
+    if is_shim(interpreter):
+        return Check("shim", False, f"{shown} is nix-ld: it does not apply per-binary "
+                     "resolutions, so each run needs `nixld-hook run`",
+                     "replace programs.nix-ld with programs.nixld")
+    return Check("shim", False, f"{shown} is a plain glibc loader, not the shim (normal "
+                 "outside NixOS; resolutions then apply only through `nixld-hook run`)", SHIM_FIX)
+
+
+def check_real_loader(environ: Mapping[str, str]) -> Check:
+    from nixld.loader import LoaderEnv
+
+    env = LoaderEnv.from_environ(environ)
+    where = (f"{env.real_loader_source}={safe(env.real_loader)}"
+             if env.real_loader_source != "default" else f"default {safe(env.real_loader)}")
+    if os.path.exists(env.real_loader):
+        return Check("real loader", True, f"{where} exists")
+    return Check("real loader", False, f"{where} does not exist",
+                 "set NIX_LD to a glibc ld.so (the NixOS module sets it, as nix-ld's does)")
+
+
+def check_database(environ: Mapping[str, str], now: float | None = None) -> Check:
+    from nixld.analysis import HOW_TO_GET_DATABASE
+
+    db = paths.database_dir(environ.get("NIX_INDEX_DATABASE") or None) / "files"
+    try:
+        mtime = db.stat().st_mtime
+    except OSError:
+        return Check("database", False, f"no nix-index database at {safe(db)}",
+                     HOW_TO_GET_DATABASE)
+    days = max(0.0, ((now or time.time()) - mtime) / 86400)
+    detail = f"{safe(db)}, {days:.0f} days old"
+    if days > DATABASE_OLD_DAYS:
+        return Check("database", False, detail + " (store paths it names may be gone from "
+                     "the binary cache)", "refresh it: " + HOW_TO_GET_DATABASE)
+    return Check("database", True, detail)
+
+
+def check_nix(environ: Mapping[str, str]) -> Check:
+    nix_store = shutil.which("nix-store", path=environ.get("PATH"))
+    if nix_store is None:
+        return Check("nix", False, "nix-store is not on PATH",
+                     "install Nix (https://nixos.org/download) or add it to PATH")
+    try:
+        out = subprocess.run([nix_store, "--version"], capture_output=True, text=True,
+                             timeout=10, check=False)
+        version = out.stdout.strip() or out.stderr.strip()
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Check("nix", False, f"{safe(nix_store)} does not run: {safe(str(err))}",
+                     "repair the Nix installation")
+    if out.returncode != 0:
+        return Check("nix", False, f"{safe(nix_store)} --version failed: {safe(version)}",
+                     "repair the Nix installation")
+    return Check("nix", True, f"{safe(nix_store)} ({safe(version)})")
+
+
+def run_checks(environ: Mapping[str, str] | None = None,
+               interpreter: str = SYSTEM_INTERPRETER) -> list[Check]:
+    env = os.environ if environ is None else environ
+    return [check_hook(env), check_shim(interpreter), check_real_loader(env),
+            check_database(env), check_nix(env)]
+
+
+def as_json(checks: list[Check]) -> dict[str, Any]:
+    return {"schema_version": JSON_SCHEMA_VERSION, "ok": all(c.ok for c in checks),
+            "checks": [asdict(c) for c in checks]}
+
+

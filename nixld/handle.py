@@ -1,0 +1,315 @@
+"""`nixld-hook handle`: what the shell hooks call after a command exited 126/127.
+
+The order of the job:
+1. Split the command line into simple commands and find the file each ran
+   (`nixld.cmdline`), as the shell did: a path, or a name on PATH.
+2. Ask the static analysis which of those files could not start (`diagnose`).
+   Most 127s are ordinary (`false`, a typo, `exit 127`): then print nothing,
+   quickly: no ELF is parsed unless a file was found.
+3. For a broken binary: at a terminal (or in auto-accept mode) hand over to
+   the resolver, which asks and installs; otherwise print one line with the
+   command to run. Never block without a terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from nixld.cmdline import Program, programs
+from nixld.errors import NixldError
+from nixld.text import safe
+
+if TYPE_CHECKING:
+    from nixld.elf import ElfInfo
+    from nixld.loader import Closure
+
+HANDLED_STATUSES = (126, 127)
+SHIM_ENABLE = "programs.nixld.enable = true;"
+# Both nix-ld and our shim read this variable; glibc's ld.so never names it.
+SHIM_MARKER = b"NIX_LD_LIBRARY_PATH"
+SHIM_MAX_SIZE = 8 << 20
+
+
+class Problem(enum.Enum):
+    INTERPRETER_MISSING = "interpreter-missing"  # PT_INTERP names no file (no shim here)
+    LOADER_MISSING = "loader-missing"  # the shim is there, the real ld.so it loads is not
+    LIBRARIES_MISSING = "libraries-missing"  # sonames not found, or lacking versions
+    SCRIPT_INTERPRETER_MISSING = "script-interpreter-missing"  # `#!` names no file
+    WRONG_ARCHITECTURE = "wrong-architecture"  # a binary this machine cannot run
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the hook hands over: the shell, the status, the line, and where."""
+
+    shell: str
+    status: int
+    line: str
+    cwd: str
+    path_env: str | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One file of the line that could not start, and why."""
+
+    problem: Problem
+    program: Program
+    interpreter: str | None = None
+    missing: tuple[str, ...] = ()  # sonames not found or lacking a version
+    glibc_too_old: tuple[str, ...] = ()  # versions no library can provide
+    detail: str | None = None  # e.g. what a wrong architecture means here
+
+    @property
+    def shown(self) -> str:
+        """The program as the user can type it again from the same shell."""
+        name = self.program.command.name
+        return name if "/" in name else str(self.program.path)
+
+
+# --- 2. static analysis ---------------------------------------------------------
+
+
+def is_shim(path: str) -> bool:
+    """True if `path` is nix-ld or our shim rather than a plain glibc loader.
+
+    Only a shim applies NIX_LD / per-binary entries, so only behind one does
+    the loader emulation predict what happened."""
+    try:
+        real = os.path.realpath(path)
+        if os.path.getsize(real) > SHIM_MAX_SIZE:
+            return False
+        with open(real, "rb") as f:
+            return SHIM_MARKER in f.read()
+    except OSError:
+        return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _emulated(interpreter: str, real_loader: str) -> bool:
+    """Does the loader emulation model how this binary was started? Behind a
+    shim, or when its interpreter is the very loader NIX_LD names."""
+    return is_shim(interpreter) or _same_file(interpreter, real_loader)
+
+
+def _closure(info: ElfInfo, path: str, environ: Mapping[str, str], *,
+             user_entries: bool) -> Closure:
+    from nixld.analysis import loader_env_for
+    from nixld.loader import LoaderEnv, resolve_closure
+
+    env = (loader_env_for(path, environ) if user_entries
+           else LoaderEnv.from_environ(environ))
+    return resolve_closure(info, env)
+
+
+def _missing(closure: Closure) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    missing = tuple(n.soname for n in closure.missing)
+    too_old = tuple(dict.fromkeys(p.version for p in closure.glibc_problems))
+    return missing, too_old
+
+
+def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
+    """Why `program` could not start, or None if nothing is wrong with it."""
+    from nixld.elf import ScriptInfo, host_compat, read_binary
+
+    path = str(program.path)
+    try:
+        info = read_binary(path)
+    except NixldError:
+        return None  # not a program we can read: not ours to explain
+    if isinstance(info, ScriptInfo):
+        if info.interpreter_exists:
+            return None
+        return Finding(Problem.SCRIPT_INTERPRETER_MISSING, program, info.interpreter)
+    compat = host_compat(info)
+    if compat is not None:
+        return Finding(Problem.WRONG_ARCHITECTURE, program, info.interpreter, detail=compat)
+    if info.is_static or not info.interpreter:
+        return None
+    # Root (sudo) reads the system-wide entries only, never the user's.
+    closure = _closure(info, path, environ, user_entries=not program.command.sudo)
+    missing, too_old = _missing(closure)
+    if not os.path.exists(info.interpreter):
+        return Finding(Problem.INTERPRETER_MISSING, program, info.interpreter, missing, too_old)
+    if not _emulated(info.interpreter, closure.env.real_loader):
+        return None
+    if not closure.real_loader_exists:
+        return Finding(Problem.LOADER_MISSING, program, closure.env.real_loader, missing, too_old)
+    if missing or too_old:
+        return Finding(Problem.LIBRARIES_MISSING, program, info.interpreter, missing, too_old)
+    return None
+
+
+def find_broken(request: Request, environ: Mapping[str, str] | None = None) -> list[Finding]:
+    """Every file of the line that could not start."""
+    env = os.environ if environ is None else environ
+    found = []
+    for program in programs(request.line, shell=request.shell, cwd=request.cwd,
+                            path_env=request.path_env):
+        try:
+            finding = diagnose(program, env)
+        except (NixldError, OSError):
+            finding = None  # cannot tell: stay silent rather than guess
+        if finding is not None:
+            found.append(finding)
+    return found
+
+
+# --- 3. telling the user --------------------------------------------------------
+
+
+def _lacks(finding: Finding) -> str:
+    if not finding.missing:
+        return ""
+    first = safe(finding.missing[0])
+    more = len(finding.missing) - 1
+    return first + (f" (and {more} more)" if more else "")
+
+
+def _cmd(*words: str) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def summary_line(finding: Finding) -> str:
+    """The one line printed where nobody can be asked."""
+    name = safe(finding.shown)
+    resolve = _cmd("nixld-hook", "resolve", finding.shown)
+    run = _cmd("nixld-hook", "run", finding.shown)
+    interp = safe(finding.interpreter or "")
+    problem = finding.problem
+    if problem is Problem.SCRIPT_INTERPRETER_MISSING:
+        base = os.path.basename(finding.interpreter or "")
+        return (f"nixld-hook: {name}: its #! interpreter {interp} does not exist; "
+                f"use `#!/usr/bin/env {safe(base)}`, or run: {safe(base)} {safe(finding.shown)}")
+    if problem is Problem.WRONG_ARCHITECTURE:
+        return f"nixld-hook: {name}: {safe(finding.detail or 'built for another machine')}"
+    if problem is Problem.INTERPRETER_MISSING:
+        also = (f"; it also lacks {_lacks(finding)}: first run: {resolve}"
+                if finding.missing else "")
+        return (f"nixld-hook: {name} needs the ELF interpreter {interp}, which does not exist "
+                f"here: enable the shim (NixOS: {SHIM_ENABLE}), or run: {run}{also}")
+    if problem is Problem.LOADER_MISSING:
+        return (f"nixld-hook: {name} started through the shim, but the real loader {interp} "
+                "does not exist: set NIX_LD to a glibc ld.so (the NixOS module does)")
+    text = f"nixld-hook: {name} lacks {_lacks(finding)}" if finding.missing else \
+        f"nixld-hook: {name} needs {', '.join(finding.glibc_too_old)}, newer than this glibc"
+    if finding.program.command.sudo:
+        return text + "; " + sudo_note(finding)
+    return text + f"; run: {resolve}"
+
+
+def sudo_note(finding: Finding) -> str:
+    path = safe(os.path.realpath(finding.program.path))
+    return ("under sudo it runs as root, which does not see your per-user resolutions; "
+            f"declare it system-wide in the NixOS module: "
+            f'programs.nixld.binaries."{path}" = [ ... ];')
+
+
+def _resolver() -> object | None:
+    """The resolver's entry for the hook, if this build has it."""
+    try:
+        from nixld import resolve
+    except ImportError:
+        return None
+    return getattr(resolve, "resolve_interactive", None)
+
+
+def _interactive() -> bool:
+    from nixld.prompt import can_prompt
+
+    return can_prompt()
+
+
+def _auto_accept() -> tuple[bool, bool]:
+    from nixld.config import ConfigError, auto_accept, load_config
+
+    try:
+        config = load_config()
+    except ConfigError as err:
+        print(f"nixld-hook: error: {err}", file=sys.stderr)
+        return False, False
+    return auto_accept(config), config.rerun
+
+
+def _run_again(finding: Finding, cwd: str) -> int:
+    argv = [str(finding.program.path), *finding.program.command.args]
+    try:
+        return subprocess.run(argv, cwd=cwd, check=False).returncode
+    except OSError as err:
+        print(f"nixld-hook: cannot run {safe(finding.shown)}: {safe(str(err))}", file=sys.stderr)
+        return 127
+
+
+def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
+    """At a terminal or in auto-accept mode: resolve, then offer to run again."""
+    resolver = _resolver()
+    auto, rerun = _auto_accept()
+    if not callable(resolver) or not (auto or _interactive()):
+        print(summary_line(finding), file=err)
+        return
+    if finding.problem is Problem.INTERPRETER_MISSING:
+        print(summary_line(finding), file=err)
+    code = resolver(str(finding.program.path))
+    if code != 0 or finding.problem is not Problem.LIBRARIES_MISSING:
+        return
+    # The failure happened at load time: the program never started, so
+    # running it again repeats nothing it did.
+    if auto and not _interactive():
+        if rerun:
+            _run_again(finding, request.cwd)
+        return
+    from nixld.prompt import confirm
+
+    again = _cmd(finding.program.command.name, *finding.program.command.args)
+    if (auto and rerun) or confirm(f"nixld-hook: run `{safe(again)}` again now?"):
+        _run_again(finding, request.cwd)
+
+
+def report(findings: Sequence[Finding], request: Request, err: TextIO | None = None) -> None:
+    out = err or sys.stderr
+    for finding in findings:
+        if finding.missing and finding.problem in (
+                Problem.LIBRARIES_MISSING, Problem.INTERPRETER_MISSING) \
+                and not finding.program.command.sudo:
+            _resolve_one(finding, request, out)
+        else:
+            print(summary_line(finding), file=out)
+
+
+def handle(request: Request, environ: Mapping[str, str] | None = None) -> int:
+    """The whole job; always exit 0: the hook's status is the user's command's."""
+    # The shell ignores SIGINT while we run, and a child inherits that; Ctrl-C
+    # at our prompt must still interrupt us (the CLI turns it into exit 130).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if request.status not in HANDLED_STATUSES:
+        return 0
+    findings = find_broken(request, environ)
+    if findings:
+        report(findings, request)
+    return 0
+
+
+def request_from(shell: str, status: int, line: Sequence[str], cwd: str | None,
+                 environ: Mapping[str, str] | None = None) -> Request:
+    env = os.environ if environ is None else environ
+    return Request(
+        shell=shell,
+        status=status,
+        line=" ".join(line).strip(),
+        cwd=cwd or env.get("PWD") or os.getcwd(),
+        path_env=env.get("PATH"),
+    )
