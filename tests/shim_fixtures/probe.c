@@ -1,0 +1,44 @@
+/* Prints what a program can see of its own start, one `key value` line each:
+ * the executable, AT_EXECFN, whether AT_ENTRY is its own _start, the file
+ * mapped at AT_BASE, argv and the whole environment. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+extern char _start[];
+extern char **environ;
+
+/* The file mapped at `addr`, from /proc/self/maps. */
+static void print_mapping(const char *key, unsigned long addr)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[4096];
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char *slash = strchr(line, '/');
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= addr && addr < hi && slash) {
+            printf("%s %s", key, slash);
+            break;
+        }
+    }
+    if (maps)
+        fclose(maps);
+}
+
+int main(int argc, char **argv)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n < 0 ? 0 : n] = 0;
+    printf("exe %s\n", exe);
+    printf("execfn %s\n", (const char *)getauxval(AT_EXECFN));
+    printf("entry_is_start %d\n", getauxval(AT_ENTRY) == (unsigned long)_start);
+    print_mapping("base", getauxval(AT_BASE));
+    printf("secure %lu\n", getauxval(AT_SECURE));
+    for (int i = 0; i < argc; i++)
+        printf("arg %s\n", argv[i]);
+    for (char **e = environ; *e; e++)
+        printf("env %s\n", *e);
+    return 0;
+}

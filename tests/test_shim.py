@@ -1,0 +1,378 @@
+"""The interpreter shim, run for real: fixtures compiled with gcc and linked
+with `--dynamic-linker=<the built shim>`, NIX_LD a copy of Debian's ld.so."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need, need_root, need_tool
+from tests.shim_fixtures.world import (
+    SHIM_DIR,
+    World,
+    build_world,
+    entry_name,
+    entry_text,
+    make_shim,
+    write_entry,
+)
+
+LOADER_ERROR = "error while loading shared libraries: libwho.so"
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    need_tool("gcc")
+    need_tool("make")
+    # Not under pytest's 0700 tmp dir: the setuid test runs fixtures as nobody.
+    root = Path(tempfile.mkdtemp(prefix="nixld-shim-test-"))
+    os.chmod(root, 0o755)
+    try:
+        yield build_world(root / "w")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A fresh $XDG_STATE_HOME; entries go in state/nixld/entries."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def system_entries(world: World) -> Iterator[Path]:
+    yield world.system_entries
+    for f in world.system_entries.iterdir():
+        f.unlink()
+
+
+def user_entries(state: Path) -> Path:
+    return state / "nixld" / "entries"
+
+
+def env_lines(stdout: str) -> list[str]:
+    return [line[4:] for line in stdout.splitlines() if line.startswith("env ")]
+
+
+def probe(stdout: str, key: str) -> str:
+    for line in stdout.splitlines():
+        if line.startswith(key + " "):
+            return line[len(key) + 1:]
+    raise AssertionError(f"no {key} in {stdout!r}")
+
+
+# --- Starting programs ------------------------------------------------------
+
+def test_hello_runs_through_the_shim(world: World) -> None:
+    r = world.run("hello", world.env())
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hello\n", "")
+    assert world.shim.stat().st_size <= 64 * 1024
+
+
+def test_built_shim_is_small_and_needs_no_relocation(world: World) -> None:
+    out = subprocess.run(["readelf", "-rlW", str(world.shim)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "R_X86_64" not in out
+    assert "Requesting program interpreter" not in out
+    assert world.shim.stat().st_size <= 64 * 1024
+
+
+def test_program_sees_a_normal_start(world: World) -> None:
+    env = world.env(FOO="bar baz")
+    r = world.run("probe", env, ["one", "two words"])
+    assert r.returncode == 0, r.stderr
+    program = str(world.program("probe"))
+    assert probe(r.stdout, "exe") == program
+    assert probe(r.stdout, "execfn") == program
+    assert probe(r.stdout, "entry_is_start") == "1"  # AT_ENTRY put back
+    assert probe(r.stdout, "base") == str(world.ld)  # AT_BASE is the real loader
+    assert probe(r.stdout, "secure") == "0"
+    assert [ln[4:] for ln in r.stdout.splitlines() if ln.startswith("arg ")] == [
+        program, "one", "two words"]
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # LD_LIBRARY_PATH unset: NIX_LD's slot is borrowed, then put back
+    {"LD_LIBRARY_PATH": "/somewhere:/else"},
+    {"NIX_LD_LIBRARY_PATH": "/nix-lib"},
+    {"NIX_LD_LIBRARY_PATH_x86_64_linux": "/sys-lib", "NIX_LD_LIBRARY_PATH": "/nix-lib"},
+    {"LD_LIBRARY_PATH": ""},
+])
+def test_program_gets_its_environment_back(world: World, extra: dict[str, str]) -> None:
+    env = world.env(**extra)
+    r = world.run("probe", env)
+    assert r.returncode == 0, r.stderr
+    assert env_lines(r.stdout) == [f"{k}={v}" for k, v in env.items()]
+
+
+def test_nothing_to_borrow_leaves_an_empty_library_path(world: World) -> None:
+    # No LD_LIBRARY_PATH and no NIX_LD*: the shim grows the start block by one
+    # slot, which the program then sees as an empty LD_LIBRARY_PATH (ignored
+    # by glibc), as nix-ld does. The compiled-in default loader is used.
+    r = world.run("probe", {"A": "1"})
+    assert r.returncode == 0, r.stderr
+    assert env_lines(r.stdout) == ["A=1", "LD_LIBRARY_PATH="]
+    assert probe(r.stdout, "entry_is_start") == "1"
+    assert probe(r.stdout, "base") == str(world.ld)
+    r = world.run("probe", {})
+    assert env_lines(r.stdout) == ["LD_LIBRARY_PATH="]
+
+
+# --- Where libraries come from ---------------------------------------------
+
+def test_library_found_only_through_a_user_entry(world: World, state: Path) -> None:
+    env = world.env(XDG_STATE_HOME=str(state))
+    r = world.run("use_who", env)
+    assert r.returncode == 127 and LOADER_ERROR in r.stderr
+    write_entry(user_entries(state), world.program("use_who"),
+                entry_text(world.program("use_who"), [world.libs["entry"]]))
+    r = world.run("use_who", env)
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+
+
+def test_user_entry_found_under_home_without_xdg(world: World, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_entry(home / ".local/state/nixld/entries", world.program("use_who"),
+                entry_text(world.program("use_who"), [world.libs["entry"]]))
+    r = world.run("use_who", world.env(HOME=str(home)))
+    assert r.stdout == "who entry\n", r.stderr
+    # A relative XDG_STATE_HOME does not count (FORMAT.md): HOME is used.
+    r = world.run("use_who", world.env(HOME=str(home), XDG_STATE_HOME="rel/state"))
+    assert r.stdout == "who entry\n", r.stderr
+
+
+def test_library_found_only_through_nix_ld_library_path(world: World) -> None:
+    r = world.run("use_who", world.env(NIX_LD_LIBRARY_PATH=str(world.libs["nix"])))
+    assert (r.returncode, r.stdout) == (0, "who nix\n"), r.stderr
+    r = world.run("use_who", world.env(
+        NIX_LD_LIBRARY_PATH=str(world.libs["nix"]),
+        NIX_LD_LIBRARY_PATH_x86_64_linux=str(world.libs["nixsys"])))
+    assert r.stdout == "who nixsys\n", r.stderr
+
+
+def test_default_library_path_when_nix_ld_library_path_unset(world: World) -> None:
+    shutil.copy2(world.libs["nix"] / "libwho.so", world.default_library_path / "libwho.so")
+    try:
+        r = world.run("use_who", world.env(NIX_LD_LIBRARY_PATH=""))
+        assert r.stdout == "who nix\n", r.stderr
+    finally:
+        (world.default_library_path / "libwho.so").unlink()
+
+
+def test_search_order(world: World, state: Path, system_entries: Path) -> None:
+    """E_user : E_sys : $LD_LIBRARY_PATH : NIX_LD_LIBRARY_PATH, RUNPATH after."""
+    prog = world.program("use_who")
+    env = world.env(XDG_STATE_HOME=str(state), LD_LIBRARY_PATH=str(world.libs["user"]),
+                    NIX_LD_LIBRARY_PATH=str(world.libs["nix"]))
+    assert world.run(prog, env).stdout == "who user\n"
+    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
+    assert world.run(prog, env).stdout == "who sys\n"
+    write_entry(user_entries(state), prog, entry_text(prog, ["/nonexistent", world.libs["entry"]]))
+    assert world.run(prog, env).stdout == "who entry\n"
+    # A binary's own DT_RUNPATH comes after the list, so the entry wins too.
+    runpath = world.program("use_who_runpath")
+    assert world.run(runpath, world.env()).stdout == "who runpath\n"
+    write_entry(user_entries(state), runpath, entry_text(runpath, [world.libs["entry"]]))
+    assert world.run(runpath, env).stdout == "who entry\n"
+
+
+def test_nix_ld_for_the_system_wins(world: World) -> None:
+    env = world.env(NIX_LD="/nonexistent/ld.so", NIX_LD_x86_64_linux=str(world.ld))
+    r = world.run("hello", env)
+    assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
+
+
+def test_dlopen_finds_entry_libraries_after_the_environment_is_restored(
+        world: World, state: Path) -> None:
+    prog = world.program("dlopen_who")
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    r = world.run(prog, world.env(XDG_STATE_HOME=str(state)))
+    assert r.stdout == "ld_library_path (unset)\nwho entry\n", r.stderr
+
+
+@pytest.mark.parametrize("ld_library_path", [None, "/mine"])
+def test_child_does_not_inherit_the_injected_path(
+        world: World, state: Path, ld_library_path: str | None) -> None:
+    prog = world.program("child")
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    env = world.env(XDG_STATE_HOME=str(state), NIX_LD_LIBRARY_PATH=str(world.libs["nix"]))
+    if ld_library_path:
+        env["LD_LIBRARY_PATH"] = ld_library_path
+    r = world.run(prog, env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"parent {ld_library_path or '(unset)'}"
+    child_env = dict(line.split("=", 1) for line in lines[1:])
+    for added_by_sh in ("PWD", "SHLVL", "_"):
+        child_env.pop(added_by_sh, None)
+    assert child_env == env
+
+
+# --- Entries that must not apply ----------------------------------------------
+
+def copy_program(world: World, tmp_path: Path, name: str) -> Path:
+    prog = tmp_path / name
+    shutil.copy2(world.program(name), prog)
+    return prog
+
+
+def test_stale_entry_is_ignored(world: World, state: Path, tmp_path: Path) -> None:
+    prog = copy_program(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    assert world.run(prog, env).stdout == "who entry\n"
+    st = prog.stat()
+    os.utime(prog, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # rebuilt: new mtime
+    r = world.run(prog, env)
+    assert r.returncode == 127 and LOADER_ERROR in r.stderr
+    # Replaced by a same-sized copy: a new inode.
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    assert world.run(prog, env).stdout == "who entry\n"
+    shutil.copy2(prog, tmp_path / "new")
+    os.replace(tmp_path / "new", prog)
+    assert LOADER_ERROR in world.run(prog, env).stderr
+
+
+def test_user_entry_needs_identity_system_entry_does_not(
+        world: World, state: Path, system_entries: Path, tmp_path: Path) -> None:
+    prog = copy_program(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    write_entry(user_entries(state), prog,
+                entry_text(prog, [world.libs["entry"]], identity=False))
+    assert LOADER_ERROR in world.run(prog, env).stderr
+    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
+    assert world.run(prog, env).stdout == "who sys\n"
+
+
+def test_entry_for_another_path_is_ignored(world: World, state: Path, tmp_path: Path) -> None:
+    # A hash collision: the file name matches but the `path` line does not.
+    prog = copy_program(world, tmp_path, "use_who")
+    text = entry_text(prog, [world.libs["entry"]]).replace(
+        f"path {prog}\n", f"path {prog}x\n")
+    write_entry(user_entries(state), prog, text)
+    assert LOADER_ERROR in world.run(prog, world.env(XDG_STATE_HOME=str(state))).stderr
+
+
+def corruptions(good: str) -> dict[str, bytes]:
+    b = good.encode()
+    return {
+        "truncated": b[: len(b) // 2],
+        "no end": b.replace(b"end\n", b""),
+        "after end": b + b"dir /x\n",
+        "crlf": b.replace(b"\n", b"\r\n"),
+        "blank line": b.replace(b"\ndir", b"\n\ndir", 1),
+        "bad header": b.replace(b"nixld-entry 1", b"nixld-entry 2"),
+        "duplicate path": b.replace(b"\ndev", b"\npath /x\ndev", 1),
+        "duplicate dev": b.replace(b"\ndev", b"\ndev 1\ndev", 1),
+        "partial identity": b"\n".join(ln for ln in b.split(b"\n")
+                                       if not ln.startswith(b"ino ")),
+        "relative dir": b.replace(b"dir /", b"dir ", 1),
+        "colon in dir": b.replace(b"\nend", b"\ndir /a:/b\nend"),
+        "too many dirs": b.replace(b"\nend", b"".join(b"\ndir /d%d" % i for i in range(65))
+                                   + b"\nend"),
+        "too big": b.replace(b"\nend", b"\nsha256 " + b"0" * 65536 + b"\nend"),
+        "nul byte": b.replace(b"dir /", b"dir /\0", 1),
+        "two spaces": b.replace(b"dir ", b"dir  ", 1),
+        "bad number": b.replace(b"\nino ", b"\nino +", 1),
+        "empty": b"",
+    }
+
+
+def test_corrupt_entries_are_ignored_whole(world: World, state: Path, tmp_path: Path) -> None:
+    prog = copy_program(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    good = entry_text(prog, [world.libs["entry"]], extra=["sha256 00", "package /nix/store/x"])
+    write_entry(user_entries(state), prog, good)
+    assert world.run(prog, env).stdout == "who entry\n"
+    for name, data in corruptions(good).items():
+        write_entry(user_entries(state), prog, data)
+        r = world.run(prog, env)
+        assert (r.returncode, r.stdout) == (127, ""), name
+        assert LOADER_ERROR in r.stderr and "nixld-shim" not in r.stderr, name
+
+
+# --- Failures and other ways to start --------------------------------------
+
+@pytest.mark.parametrize("loader", ["/nonexistent/ld.so", "/etc/passwd", "/etc", "aarch64"])
+def test_bad_loader_is_one_line_and_127(world: World, loader: str) -> None:
+    if loader == "aarch64":
+        loader = "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1"
+        need(Path(loader).exists(), "needs libc6-arm64-cross")
+    r = world.run("hello", world.env(NIX_LD=loader))
+    assert r.returncode == 127
+    assert r.stdout == ""
+    assert r.stderr.startswith("nixld-shim: ") and r.stderr.count("\n") == 1
+    assert loader in r.stderr
+
+
+def test_default_loader_missing(tmp_path: Path) -> None:
+    need_tool("gcc")
+    shim = make_shim(tmp_path / "nixld-shim", default_ld=tmp_path / "no-ld.so")
+    from tests.shim_fixtures.world import compile_c
+    hello = compile_c(tmp_path / "hello", ["hello.c"], flags=[f"-Wl,--dynamic-linker={shim}"])
+    r = subprocess.run([str(hello)], env={"NIX_LD": ""}, capture_output=True, text=True,
+                       check=False)
+    assert (r.returncode, r.stdout) == (127, "")
+    assert r.stderr == f"nixld-shim: cannot open loader {tmp_path}/no-ld.so: " \
+                       "No such file or directory\n"
+
+
+def test_run_directly(world: World) -> None:
+    r = subprocess.run([str(world.shim)], capture_output=True, text=True, check=False)
+    assert r.returncode == 1 and r.stderr.startswith("usage: nixld-shim PROGRAM")
+    # With a program: as running the real loader on it.
+    plain = world.root / "plain-hello"
+    if not plain.exists():
+        subprocess.run(["gcc", "-o", str(plain), str(SHIM_DIR.parent / "tests/shim_fixtures/hello.c")],
+                       check=True)
+    r = subprocess.run([str(world.shim), str(plain)], env=world.env(), capture_output=True,
+                       text=True, check=False)
+    assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
+
+
+def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
+    need_root()
+    need_tool("setpriv")
+    d = world.root / "setuid"
+    d.mkdir(exist_ok=True)
+    prog = d / "who"
+    shutil.copy2(world.program("use_who_runpath"), prog)
+    os.chown(prog, 0, 0)
+    state = d / "state"
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    for p in (state, user_entries(state).parent, user_entries(state)):
+        os.chmod(p, 0o755)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+    def run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*nobody, str(prog)], env=env, capture_output=True, text=True,
+                              check=False, timeout=60)
+
+    os.chmod(prog, 0o755)
+    env = world.env(XDG_STATE_HOME=str(state))
+    assert run(env).stdout == "who entry\n"  # the same file, not setuid
+    os.chmod(prog, 0o4755)  # chmod keeps dev/ino/size/mtime: the entry still matches
+    r = run({**env, "NIX_LD": "/nonexistent/ld.so",
+             "LD_LIBRARY_PATH": str(world.libs["user"])})
+    assert (r.returncode, r.stdout) == (0, "who runpath\n"), r.stderr
+    if os.path.exists("/proc/self/status"):
+        probe_prog = d / "probe"
+        shutil.copy2(world.program("probe"), probe_prog)
+        os.chmod(probe_prog, 0o4755)
+        r = subprocess.run([*nobody, str(probe_prog)], env={"NIX_LD": "/nonexistent"},
+                           capture_output=True, text=True, check=False)
+        assert probe(r.stdout, "secure") == "1", r.stderr
+        assert probe(r.stdout, "base") == str(world.ld)  # the compiled-in default
+        assert env_lines(r.stdout) == ["NIX_LD=/nonexistent"]  # handed over unchanged
+
+
+def test_entry_names_follow_format(world: World) -> None:
+    assert entry_name(Path("/usr/bin/true")) in (
+        "a7d497c60831a2bb.entry",  # when /usr/bin/true is not a symlink
+        entry_name(Path(os.path.realpath("/usr/bin/true"))))
