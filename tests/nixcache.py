@@ -1,0 +1,105 @@
+"""Real store paths served from a real local binary cache, for tests.
+
+`NixCache.publish(...)` makes store paths with `nix-store --add` (each holding
+a small `lib/`), copies them into a `file://` binary cache, and deletes them
+from the store again, so that every later realisation is a real substitution.
+`env()` is the NIX_CONFIG pointing Nix at that cache (and only at it).
+
+Every path gets a fresh nonce, so two tests never share a store path (one
+test's profile rooting a path would stop another from deleting it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from nixld import nix
+from tests.conftest import REPO, need_tool
+
+
+def nix_config(cache_dir: Path, extra: str = "") -> str:
+    return (f"substituters = file://{cache_dir}\nrequire-sigs = false\n"
+            f"narinfo-cache-negative-ttl = 0\n{extra}")
+
+
+@dataclass
+class NixCache:
+    root: Path  # scratch space for the trees added to the store
+    dir: Path  # the file:// binary cache
+    published: list[str] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point Nix at this cache."""
+        return {"NIX_CONFIG": nix_config(self.dir)}
+
+    def make_tree(self, name: str, files: Mapping[str, bytes] | None = None) -> Path:
+        """A directory `name` with `files` (default: lib/lib<name>.so.1) and a nonce."""
+        tree = self.root / f"{secrets.token_hex(4)}" / name
+        for rel, data in (files or {f"lib/lib{name}.so.1": b"\x7fELF not really\n"}).items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(data)
+        (tree / "nonce").write_text(secrets.token_hex(16))
+        return tree
+
+    def add(self, name: str, files: Mapping[str, bytes] | None = None) -> str:
+        """A valid store path (not in the cache)."""
+        return nix.add_to_store(self.make_tree(name, files))
+
+    def publish(self, name: str, files: Mapping[str, bytes] | None = None) -> str:
+        """A store path that is only in the cache: realising it substitutes it."""
+        path = self.add(name, files)
+        nix.copy_to_cache([path], self.dir)
+        nix.delete_paths([path])
+        assert not nix.is_valid(path)
+        self.published.append(path)
+        return path
+
+
+@pytest.fixture
+def nix_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NixCache:
+    """A fresh local binary cache, with NIX_CONFIG pointing at it for this test."""
+    need_tool("nix-store")
+    need_tool("nix-env")
+    cache = NixCache(tmp_path / "trees", tmp_path / "binary-cache")
+    cache.root.mkdir()
+    for key, value in cache.env().items():
+        monkeypatch.setenv(key, value)
+    return cache
+
+
+# ---------------------------------------------------------------- a private store
+
+
+def private_store_argv(nix_dir: Path, *argv: str, ro_binds: tuple[Path, ...] = ()) -> list[str]:
+    """`argv` run with /nix replaced by `nix_dir` (bwrap): a whole store of its own.
+
+    For what must not touch the machine's store: a real `nix-collect-garbage
+    -d` would delete other tests' unrooted paths.
+    """
+    nix_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["bwrap", "--dev-bind", "/", "/", "--bind", os.fspath(nix_dir), "/nix"]
+    for path in ro_binds:
+        cmd += ["--ro-bind", os.fspath(path), os.fspath(path)]
+    return [*cmd, *argv]
+
+
+def python_argv(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def run_python(code: str, *, env: Mapping[str, str], wrap: list[str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a new Python with this checkout importable."""
+    full = dict(env)
+    full["PYTHONPATH"] = os.fspath(REPO)
+    argv = (wrap or []) + python_argv(code)
+    return subprocess.run(argv, env=full, capture_output=True, text=True, timeout=timeout,
+                          check=False)
