@@ -16,6 +16,10 @@ stdenv.mkDerivation {
   hardeningDisable = [ "all" ];
   dontPatchELF = true;
 
+  # The directory the NixOS module writes entries to (FORMAT.md); also the
+  # Makefile's default, pinned here because the module depends on it.
+  makeFlags = [ "SYSTEM_ENTRIES_DIR=/etc/nixld/entries" ];
+
   enableParallelBuilding = true;
 
   installPhase = ''
