@@ -245,7 +245,7 @@ def build_index(db_file: Path, identity: Identity,
                              for name, file, target, size in found)
     if progress is not None:
         progress(state.message(time.monotonic()))
-    providers.sort(key=lambda p: (p[0], p[1], p[2]))
+    providers.sort(key=lambda p: (p[0], p[1]))  # stable: database order within a store path
     build_ms = int((time.monotonic() - start) * 1000)
     counts = (state.entries, state.store_paths, len(paths), build_ms)
     return _serialise(identity, counts, paths, providers)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,7 +123,7 @@ def test_any_chunking_decodes_the_same(items: list[tuple[bool, bytes, bytes]],
                                         cuts: list[int]) -> None:
     data = _encode(items)
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
     decoded = [line for block in frcode.decode_chunks(chunks) for line in block]
     assert decoded == [(m, p) for _, m, p in items]
 
