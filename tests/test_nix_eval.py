@@ -240,7 +240,8 @@ def test_nixos_disabled_changes_nothing() -> None:
 
 
 def test_nixos_installs_the_shim_as_the_interpreter() -> None:
-    got = nixos(ENABLED, """{ inherit (config.environment) ldso; shim = stub.top.nixld-shim.outPath; inherit (config.systemd.tmpfiles) rules; inherit failed; }""")
+    got = nixos(ENABLED, """{ inherit (config.environment) ldso; shim = stub.top.nixld-shim.outPath;
+      inherit (config.systemd.tmpfiles) rules; inherit failed; }""")
     assert got["ldso"] == got["shim"] + "/libexec/nixld/nixld-shim"
     assert got["rules"] == [] and got["failed"] == []
 
@@ -298,8 +299,8 @@ def test_nixos_sources_the_hooks_after_other_prompt_hooks() -> None:
         programs.zsh.interactiveShellInit = "precmd_functions+=(other)";
         programs.fish.interactiveShellInit = "function other --on-event fish_prompt; end"; } ]"""
     got = nixos(modules, """{ pkg = config.programs.nixld.package.outPath;
-      init = lib.mapAttrs (_: s: s.interactiveShellInit) { inherit (config.programs) bash zsh fish; };
-    }""")
+      init = lib.mapAttrs (_: s: s.interactiveShellInit)
+        { inherit (config.programs) bash zsh fish; }; }""")
     for shell in SHELLS:
         lines = got["init"][shell].split("\n")
         assert len(lines) == 2, lines
