@@ -7,6 +7,9 @@ from the store again, so that every later realisation is a real substitution.
 
 Every path gets a fresh nonce, so two tests never share a store path (one
 test's profile rooting a path would stop another from deleting it).
+
+Test modules load it with `pytest_plugins = ("tests.nixcache",)` after importing
+from it, so it opts out of assert rewriting: PYTEST_DONT_REWRITE.
 """
 
 from __future__ import annotations

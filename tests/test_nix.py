@@ -19,7 +19,9 @@ import pytest
 from nixld import nix
 from nixld.errors import NixError
 from tests.conftest import REPO, need_tool
-from tests.nixcache import NixCache, nix_cache, nix_config  # noqa: F401  (fixture)
+from tests.nixcache import NixCache, nix_config
+
+pytest_plugins = ("tests.nixcache",)  # the nix_cache fixture
 
 # ---------------------------------------------------------------- pure parts
 
@@ -177,7 +179,8 @@ def test_delete_refuses_a_live_path_and_copy_needs_no_config(nix_cache: NixCache
 FAKE_NIXPKGS = """\
 { ... }: {
   libfoo = derivation { name = "libfoo-1.0"; system = builtins.currentSystem;
-    builder = "/bin/sh"; args = [ "-c" "/bin/mkdir -p $out/lib; echo @NONCE@ > $out/lib/libfoo.so.1" ]; };
+    builder = "/bin/sh";
+    args = [ "-c" "/bin/mkdir -p $out/lib; echo @NONCE@ > $out/lib/libfoo.so.1" ]; };
   broken = derivation { name = "broken-1.0"; system = builtins.currentSystem;
     builder = "/bin/sh"; args = [ "-c" "echo something went wrong >&2; exit 3" ]; };
 }
@@ -326,5 +329,5 @@ def test_sigint_mid_realise_stops_nix_and_leaves_the_path_absent(
     assert "Traceback" not in err
     assert not nix.is_valid(path)
     # no nix-store child is left behind
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = subprocess.run(["ps", "-eo", "args"], check=True, capture_output=True, text=True).stdout
     assert path not in ps
