@@ -181,7 +181,8 @@ def _lacks(finding: Finding) -> str:
 
 
 def _cmd(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in words)
+    """A command to copy, quoted for the shell, escaped for the terminal."""
+    return safe(" ".join(shlex.quote(w) for w in words))
 
 
 def summary_line(finding: Finding) -> str:
@@ -275,7 +276,7 @@ def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
     from nixld.prompt import confirm
 
     again = _cmd(finding.program.command.name, *finding.program.command.args)
-    if (auto and rerun) or confirm(f"nixld-hook: run `{safe(again)}` again now?"):
+    if (auto and rerun) or confirm(f"nixld-hook: run `{again}` again now?"):
         _run_again(finding, request.cwd)
 
 

@@ -1,0 +1,244 @@
+"""`nixld-hook handle`: which file of a failed command line could not start.
+
+Real ELF files compiled here with gcc: one whose interpreter does not exist,
+one whose library is not found by the loader it starts with (a copy of
+Debian's ld.so named by NIX_LD, as the shim would hand over to it), one whose
+library lacks a required symbol version, and a script whose `#!` interpreter
+does not exist. Each is first run for real, to prove it fails as the hook sees
+it fail (exit 127). The builders are shared with the hook tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, need_tool, run_cli
+
+HOST_LOADER = "/lib64/ld-linux-x86-64.so.2"
+MISSING_INTERPRETER = "/nonexistent-nixld-test/ld-linux-x86-64.so.2"
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Fixtures for the failures the hooks catch, all in one directory."""
+
+    dir: Path
+    bad_interp: Path  # ELF whose PT_INTERP does not exist
+    needs_lib: Path  # ELF needing libnixldfix.so.1, which its loader cannot find
+    needs_version: Path  # ELF needing NIXLDFIX_2 from a libnixldver.so.1 that has only _1
+    bad_script: Path  # `#!` names a missing interpreter
+    good_script: Path  # a healthy script that exits 127 by itself
+    path_dir: Path  # a directory for PATH holding `nixld-broken-tool` (bad interpreter)
+    loader: Path  # the copy of ld.so the needs_* binaries start with (their NIX_LD)
+
+    def env(self) -> dict[str, str]:
+        """What a shell on this "NixOS" would have: NIX_LD naming the real loader."""
+        env = dict(os.environ)
+        env["NIX_LD"] = str(self.loader)
+        env["PATH"] = f"{self.path_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+        return env
+
+
+def _cc(out: Path, source: str, *flags: str) -> Path:
+    src = out.with_suffix(".c")
+    src.write_text(source)
+    subprocess.run(["gcc", "-o", str(out), str(src), *flags], check=True)
+    return out
+
+
+def build_broken(dest: Path) -> Broken:
+    """Compile the fixtures into `dest` (needs gcc and patchelf)."""
+    need_tool("gcc")
+    need_tool("patchelf")
+    dest.mkdir(parents=True, exist_ok=True)
+    build = dest / "build"
+    build.mkdir(exist_ok=True)
+    # A loader directory like the shim's real loader: ld.so with libc beside it
+    # (the loader's own directory is searched last), and nothing else.
+    lib = dest / "loader"
+    lib.mkdir(exist_ok=True)
+    loader = lib / "ld-linux-x86-64.so.2"
+    shutil.copy2(os.path.realpath(HOST_LOADER), loader)
+    for name in ("libc.so.6",):
+        shutil.copy2(os.path.realpath(f"/lib/x86_64-linux-gnu/{name}"), lib / name)
+
+    hello = "int main(void) { return 0; }\n"
+    bad = _cc(dest / "bad-interp", hello)
+    subprocess.run(["patchelf", "--set-interpreter", MISSING_INTERPRETER, str(bad)], check=True)
+    path_dir = dest / "pathbin"
+    path_dir.mkdir(exist_ok=True)
+    shutil.copy2(bad, path_dir / "nixld-broken-tool")
+
+    # libnixldfix.so.1 exists only in build/, which no loader searches.
+    _cc(build / "libnixldfix.so.1", "int fix(void) { return 0; }\n",
+        "-shared", "-fPIC", "-Wl,-soname,libnixldfix.so.1")
+    needs_lib = _cc(dest / "needs-lib", "int fix(void);\nint main(void) { return fix(); }\n",
+                    f"-L{build}", "-l:libnixldfix.so.1")
+    # libnixldver.so.1 beside the loader defines NIXLDFIX_1 only; the binary was
+    # linked against a build that also had NIXLDFIX_2.
+    v1 = build / "v1.map"
+    v1.write_text("NIXLDFIX_1 { global: ver1; local: *; };\n")
+    v2 = build / "v2.map"
+    v2.write_text("NIXLDFIX_1 { global: ver1; local: *; };\nNIXLDFIX_2 { global: ver2; } NIXLDFIX_1;\n")
+    _cc(build / "libnixldver.so.1", "int ver1(void) { return 0; }\nint ver2(void) { return 0; }\n",
+        "-shared", "-fPIC", "-Wl,-soname,libnixldver.so.1", f"-Wl,--version-script={v2}")
+    needs_version = _cc(dest / "needs-version",
+                        "int ver2(void);\nint main(void) { return ver2(); }\n",
+                        f"-L{build}", "-l:libnixldver.so.1", f"-Wl,-rpath,{lib}")
+    _cc(lib / "libnixldver.so.1", "int ver1(void) { return 0; }\n",
+        "-shared", "-fPIC", "-Wl,-soname,libnixldver.so.1", f"-Wl,--version-script={v1}")
+    for binary in (needs_lib, needs_version):
+        subprocess.run(["patchelf", "--set-interpreter", str(loader), str(binary)], check=True)
+
+    bad_script = dest / "bad-script"
+    bad_script.write_text("#!/nonexistent-nixld-test/bin/sh\necho hi\n")
+    good_script = dest / "good-script"
+    good_script.write_text("#!/bin/sh\nexit 127\n")
+    for script in (bad_script, good_script):
+        script.chmod(0o755)
+    return Broken(dest, bad, needs_lib, needs_version, bad_script, good_script, path_dir, loader)
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> Broken:
+    return build_broken(tmp_path_factory.mktemp("broken"))
+
+
+def handle(broken: Broken, line: str, *, status: int = 127, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `nixld-hook handle` as the hook does, with no terminal (stdin /dev/null)."""
+    full = env or broken.env()
+    full["PYTHONPATH"] = str(REPO)
+    where = cwd or broken.dir
+    return subprocess.run(
+        [sys.executable, "-m", "nixld", "handle", "--shell", "bash", "--status", str(status),
+         "--cwd", str(where), "--", line],
+        env=full, cwd=where, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, check=False)
+
+
+def test_fixtures_really_fail_with_127(broken: Broken) -> None:
+    # Run by a shell, as the user does: a missing interpreter fails in execve
+    # itself and the shell reports 127; a missing library makes ld.so exit 127.
+    env = broken.env()
+    for binary in (broken.bad_interp, broken.needs_lib, broken.bad_script, broken.good_script):
+        result = subprocess.run(["bash", "-c", str(binary)], env=env, capture_output=True,
+                                check=False)
+        assert result.returncode == 127, (binary, result.stderr)
+    assert b"libnixldfix.so.1" in subprocess.run(
+        [str(broken.needs_lib)], env=env, capture_output=True, check=False).stderr
+    # glibc's ld.so exits 1, not 127, for a missing symbol version: a hook that
+    # only wakes up for 126/127 does not see this one (handle still judges it).
+    version = subprocess.run([str(broken.needs_version)], env=env, capture_output=True,
+                             check=False)
+    assert (version.returncode, b"version `NIXLDFIX_2' not found" in version.stderr) == (1, True)
+
+
+def test_missing_interpreter_says_how_to_enable_the_shim(broken: Broken) -> None:
+    result = handle(broken, "./bad-interp --flag")
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "./bad-interp needs the ELF interpreter " + MISSING_INTERPRETER in lines[0]
+    assert "programs.nixld.enable = true;" in lines[0]
+    assert "run: nixld-hook run ./bad-interp" in lines[0]
+    assert result.stdout == ""
+
+
+def test_missing_library_one_line_without_a_terminal(broken: Broken) -> None:
+    result = handle(broken, "cd . && ./needs-lib")
+    assert result.returncode == 0
+    assert result.stderr == ("nixld-hook: ./needs-lib lacks libnixldfix.so.1; "
+                             "run: nixld-hook resolve ./needs-lib\n")
+
+
+def test_missing_version_counts_as_missing(broken: Broken) -> None:
+    result = handle(broken, "make -q nothing; ./needs-version")
+    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1; "
+                             "run: nixld-hook resolve ./needs-version\n")
+
+
+def test_several_broken_files_each_get_a_line(broken: Broken) -> None:
+    result = handle(broken, "./needs-lib | ./bad-interp")
+    lines = result.stderr.splitlines()
+    assert [line.split()[1] for line in lines] == ["./needs-lib", "./bad-interp"]
+
+
+def test_script_with_missing_interpreter(broken: Broken) -> None:
+    result = handle(broken, "./bad-script")
+    assert result.stderr == (
+        "nixld-hook: ./bad-script: its #! interpreter /nonexistent-nixld-test/bin/sh does not "
+        "exist; use `#!/usr/bin/env sh`, or run: sh ./bad-script\n")
+
+
+def test_path_name_resolved_on_the_shells_path(broken: Broken) -> None:
+    result = handle(broken, "FOO=1 nohup nixld-broken-tool arg")
+    tool = broken.path_dir / "nixld-broken-tool"
+    assert f"nixld-hook: {tool} needs the ELF interpreter" in result.stderr
+    assert f"run: nixld-hook run {tool}" in result.stderr
+
+
+def test_relative_path_resolved_against_the_shells_cwd(broken: Broken, tmp_path: Path) -> None:
+    # --cwd is the shell's $PWD; the handler may run anywhere.
+    env = broken.env()
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-m", "nixld", "handle", "--shell", "zsh", "--status", "127",
+         "--cwd", str(broken.dir), "--", "./needs-lib"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        check=False)
+    assert "./needs-lib lacks libnixldfix.so.1" in result.stderr
+
+
+def test_sudo_says_root_does_not_see_user_entries(broken: Broken) -> None:
+    result = handle(broken, "sudo -E ./needs-lib")
+    assert "root, which does not see your per-user resolutions" in result.stderr
+    assert f'programs.nixld.binaries."{broken.needs_lib}"' in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("line", [
+    "false", "nixld-no-such-command --x", "(exit 127)", "exit 127", "./good-script",
+    "./does-not-exist", "/usr/bin/env true", 'echo "unclosed', "", "sh -c 'exit 127'",
+])
+def test_ordinary_failures_print_nothing(broken: Broken, line: str) -> None:
+    start = time.monotonic()
+    result = handle(broken, line)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert time.monotonic() - start < 5
+
+
+def test_other_statuses_are_ignored(broken: Broken) -> None:
+    result = handle(broken, "./needs-lib", status=1)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_plain_loader_not_named_by_nix_ld_is_not_judged(broken: Broken) -> None:
+    # Without NIX_LD naming its loader (and no shim), the emulation says
+    # nothing about how the binary started: stay silent rather than guess.
+    env = broken.env()
+    del env["NIX_LD"]
+    result = handle(broken, "./needs-lib", env=env)
+    assert result.stderr == ""
+
+
+def test_hostile_names_are_escaped(broken: Broken, tmp_path: Path) -> None:
+    evil = tmp_path / "evil\x1b[31mname"
+    shutil.copy2(broken.bad_interp, evil)
+    result = handle(broken, f"'./{evil.name}'", cwd=tmp_path)
+    assert "\x1b" not in result.stderr
+    assert "evil\\x1b[31mname" in result.stderr
+
+
+def test_handle_usage_error_is_one_line() -> None:
+    result = run_cli("handle", "--status", "127")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
