@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# The NixOS-like test world (tests/world_fixture.py), for every test module.
+from tests.world_fixture import world, world_env, world_home_dir  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
