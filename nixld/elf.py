@@ -281,11 +281,12 @@ def _elf_info(stream: IO[bytes], path: str, symbols: str) -> ElfInfo:
 
     elf = ELFFile(stream)
     check_header_sanity(elf)
-    interpreter = get_interpreter(elf)
-    tags = get_dynamic_tags(elf)
+    segments = _wanted_segments(elf)
+    sections = _wanted_sections(elf)
+    interpreter = get_interpreter(elf, segments)
+    tags = get_dynamic_tags(elf, sections, segments)
     flags_1 = _flags_1(tags)
     needed = tuple(v for k, v in tags if k == "DT_NEEDED")
-    sections = list(_sections(elf))
     undefined: tuple[str, ...] = ()
     exported: frozenset[str] = frozenset()
     if symbols != "none":
@@ -338,45 +339,72 @@ def _bounded(items: Iterable[T], what: str) -> Iterator[T]:
         yield item
 
 
-def _sections(elf: ELFFile) -> Iterator[Any]:
-    # Why by index and not elf.iter_sections(): the count comes from the header
-    # (checked above), and each header is parsed once.
+# Only these are turned into pyelftools objects: building every section and
+# segment object costs more than reading the facts (a PT_DYNAMIC segment object
+# alone re-reads every section header to find its string table).
+WANTED_SECTIONS = frozenset({"SHT_DYNAMIC", "SHT_GNU_verneed", "SHT_GNU_verdef",
+                             "SHT_DYNSYM", "SHT_NOTE"})
+WANTED_SEGMENTS = frozenset({"PT_INTERP", "PT_DYNAMIC"})
+
+
+def _wanted_sections(elf: ELFFile) -> list[Any]:
+    # _get_section_header is pyelftools-internal (stable since 0.2x); it reads
+    # the header only, so unwanted sections cost one small parse each.
+    out = []
     for index in range(elf.num_sections()):
-        yield elf.get_section(index)
+        if elf._get_section_header(index)["sh_type"] in WANTED_SECTIONS:
+            out.append(elf.get_section(index))
+    return out
 
 
-def get_interpreter(elf: ELFFile) -> str | None:
+def _wanted_segments(elf: ELFFile) -> list[tuple[str, int]]:
+    """(p_type, index) of the program headers we use; objects made on demand."""
+    out = []
+    for index in _bounded(range(elf.num_segments()), "program headers"):
+        p_type = elf._get_segment_header(index)["p_type"]
+        if p_type in WANTED_SEGMENTS:
+            out.append((str(p_type), index))
+    return out
+
+
+def get_interpreter(elf: ELFFile, segments: list[tuple[str, int]]) -> str | None:
     # PT_INTERP (not the .interp section) is what the kernel reads.
     from elftools.elf.segments import InterpSegment
 
-    for segment in _bounded(elf.iter_segments(), "program headers"):
+    for p_type, index in segments:
+        segment = elf.get_segment(index) if p_type == "PT_INTERP" else None
         if isinstance(segment, InterpSegment):
             return str(segment.get_interp_name())
     return None
 
 
-def get_dynamic_tags(elf: ELFFile) -> list[tuple[str, Any]]:
-    """(tag, value) pairs of PT_DYNAMIC: strings for name tags, ints otherwise.
+def get_dynamic_tags(
+    elf: ELFFile, sections: list[Any], segments: list[tuple[str, int]]
+) -> list[tuple[str, Any]]:
+    """(tag, value) pairs: strings for the name tags, ints otherwise.
 
-    Why the segment, not the `.dynamic` section: ld.so reads only program
-    headers, and section headers may be stripped.
+    Why the `.dynamic` section first: it names its string table directly. A
+    file whose section headers are stripped still has PT_DYNAMIC, which is all
+    ld.so reads, so that is the fallback.
     """
-    from elftools.elf.dynamic import DynamicSegment
+    from elftools.elf.dynamic import DynamicSection, DynamicSegment
 
+    dynamic: Any = next((s for s in sections if isinstance(s, DynamicSection)), None)
+    if dynamic is None:
+        index = next((i for p_type, i in segments if p_type == "PT_DYNAMIC"), None)
+        dynamic = elf.get_segment(index) if index is not None else None
+        if not isinstance(dynamic, DynamicSegment):
+            return []
     string_tags = {"DT_NEEDED": "needed", "DT_RPATH": "rpath",
                    "DT_RUNPATH": "runpath", "DT_SONAME": "soname"}
-    for segment in _bounded(elf.iter_segments(), "program headers"):
-        if not isinstance(segment, DynamicSegment):
-            continue
-        out: list[tuple[str, Any]] = []
-        for tag in _bounded(segment.iter_tags(), "dynamic tags"):
-            kind = str(tag.entry.d_tag)
-            if kind in string_tags:
-                out.append((kind, str(getattr(tag, string_tags[kind]))))
-            elif kind == "DT_FLAGS_1":
-                out.append((kind, int(tag.entry.d_val)))
-        return out
-    return []
+    out: list[tuple[str, Any]] = []
+    for tag in _bounded(dynamic.iter_tags(), "dynamic tags"):
+        kind = str(tag.entry.d_tag)
+        if kind in string_tags:
+            out.append((kind, str(getattr(tag, string_tags[kind]))))
+        elif kind == "DT_FLAGS_1":
+            out.append((kind, int(tag.entry.d_val)))
+    return out
 
 
 def _flags_1(tags: list[tuple[str, Any]]) -> int:
