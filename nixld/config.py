@@ -66,7 +66,8 @@ def set_setting(key: str, value: bool, path: Path | None = None) -> bool:
         raise ConfigError(f"unknown setting `{safe(key)}`")
     file = path or paths.config_file()
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open(encoding="utf-8", newline="") as f:
+            text = f.read()
     except FileNotFoundError:
         text = ""
     except (OSError, UnicodeDecodeError) as err:

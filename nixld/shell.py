@@ -135,7 +135,9 @@ def block(shell: str, tool: str, hook: Path, flags: str = "") -> str:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="surrogateescape")
+        # newline="": a CRLF the user wrote is theirs, kept byte for byte.
+        with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+            return f.read()
     except FileNotFoundError:
         return None
     except OSError as err:
