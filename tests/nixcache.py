@@ -14,11 +14,13 @@ from it, so it opts out of assert rewriting: PYTEST_DONT_REWRITE.
 
 from __future__ import annotations
 
+import http.server
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,57 @@ def nix_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NixCache:
     for key, value in cache.env().items():
         monkeypatch.setenv(key, value)
     return cache
+
+
+# ---------------------------------------------------------------- a slow cache, for Ctrl-C
+
+
+class _SlowNarHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the binary cache, but trickles NAR files forever (until stopped)."""
+
+    nar_requested: threading.Event
+    stop: threading.Event
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if "/nar/" not in self.path:
+            super().do_GET()
+            return
+        self.nar_requested.set()
+        self.send_response(200)
+        self.send_header("Content-Length", str(10 * 1024 * 1024))
+        self.end_headers()
+        try:
+            while not self.stop.wait(0.2):
+                self.wfile.write(b"\0" * 16)
+                self.wfile.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def slow_cache(nix_cache: NixCache) -> Iterator[tuple[str, threading.Event]]:
+    requested, stop = threading.Event(), threading.Event()
+    directory = str(nix_cache.dir)
+
+    class Handler(_SlowNarHandler):
+        nar_requested = requested
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=directory, **kwargs)  # type: ignore[arg-type]
+
+    Handler.stop = stop
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------- a private store

@@ -3,7 +3,6 @@ builds from a real (tiny) nixpkgs, and every failure turned into one line."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import os
 import signal
@@ -11,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from nixld.errors import NixError
 from tests.conftest import REPO, need_tool
 from tests.nixcache import NixCache, nix_config
 
-pytest_plugins = ("tests.nixcache",)  # the nix_cache fixture
+pytest_plugins = ("tests.nixcache",)  # the nix_cache and slow_cache fixtures
 
 # ---------------------------------------------------------------- pure parts
 
@@ -245,54 +243,6 @@ def test_build_attr_refuses_expression_syntax() -> None:
 
 
 # ---------------------------------------------------------------- Ctrl-C
-
-
-class _SlowNarHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the binary cache, but trickles NAR files forever (until stopped)."""
-
-    nar_requested: threading.Event
-    stop: threading.Event
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if "/nar/" not in self.path:
-            super().do_GET()
-            return
-        self.nar_requested.set()
-        self.send_response(200)
-        self.send_header("Content-Length", str(10 * 1024 * 1024))
-        self.end_headers()
-        try:
-            while not self.stop.wait(0.2):
-                self.wfile.write(b"\0" * 16)
-                self.wfile.flush()
-        except OSError:
-            pass
-
-
-@pytest.fixture
-def slow_cache(nix_cache: NixCache) -> Iterator[tuple[str, threading.Event]]:
-    requested, stop = threading.Event(), threading.Event()
-    directory = str(nix_cache.dir)
-
-    class Handler(_SlowNarHandler):
-        nar_requested = requested
-
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=directory, **kwargs)  # type: ignore[arg-type]
-
-    Handler.stop = stop
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requested
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
 
 
 REALISE_SCRIPT = """\
