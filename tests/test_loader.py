@@ -285,6 +285,17 @@ def test_origin_is_the_real_directory_of_the_executable(
     assert by_soname(closure)["liba.so.1"].needed_by == [str(link)]
 
 
+def test_origin_of_a_library_is_the_directory_it_was_found_in(
+        fx: Fixtures, world: World) -> None:
+    """For libraries ld.so takes $ORIGIN from the path it opened, not the
+    realpath: lib3/liba.so.1 (RUNPATH $ORIGIN) reached through a symlink in
+    linkdir/ looks for libb.so.1 in linkdir/."""
+    assert (fx.lib3 / "libb.so.1").exists()
+    linked = resolve_closure(elf(fx.needs_a), world.env(entry_dirs=(fx.linkdir,)))
+    assert where(linked)["liba.so.1"] == ("entry", str(fx.lib3 / "liba.so.1"))
+    assert where(linked)["libb.so.1"] == (None, None)
+
+
 def test_origin_moves_with_a_copied_tree(fx: Fixtures, world: World, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(fx.root / "bin", copy / "bin")
@@ -429,6 +440,8 @@ ORACLE_CASES = {
     "runpath not inherited": ("needs_a_runpath", ()),
     "runpath voids rpath": ("needs_a_rpath2", ()),
     "library path": ("needs_a", ("lib",)),
+    "origin of a library": ("needs_a", ("lib3",)),
+    "origin of a symlinked library": ("needs_a", ("linkdir",)),
     "decoys skipped": ("needs_a", ("decoy32", "decoyarm", "lib")),
     "only decoys": ("needs_a_runpath", ("decoy32",)),
     "old version": ("needs_v2", ("libv_v1",)),
