@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Benchmark the soname index against one full database scan per soname.
+
+    python3 bench/index_bench.py [--db bench/out/nix-index] [--warm-command CMD]
+
+Measures, on the database made by bench/gen_debian_db.py (generated first if
+missing):
+
+(a) index build: `nixld-hook index --rebuild` as a child process, 3 runs; wall
+    time and the child's peak RSS (getrusage);
+(b) warm lookup of 40 sonames for the whole process, with hyperfine; the
+    command is `--warm-command` (default: `nixld-hook index --lookup` of the 40
+    sonames), where {python}, {db} and {sonames} are substituted, e.g.
+    --warm-command '{python} -m nixld explain ./app';
+(c) the baseline, answered the way nix-locate-based tools answer: one full
+    scan of the database per soname (nixld.index.scan_for_soname), timed 3
+    times in this run and multiplied by 40.
+
+Prints a Markdown table of medians and the ratio (target: >= 50x). The index
+cache goes to bench/out/cache, never the user's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+from nixld.index import scan_for_soname  # noqa: E402
+
+# What a typical GTK application lacks on a bare NixOS: 40 sonames.
+SONAMES = [
+    "libz.so.1", "libssl.so.3", "libcrypto.so.3", "libX11.so.6", "libgtk-3.so.0",
+    "libglib-2.0.so.0", "libgobject-2.0.so.0", "libgio-2.0.so.0", "libcairo.so.2",
+    "libpango-1.0.so.0", "libpangocairo-1.0.so.0", "libgdk_pixbuf-2.0.so.0", "libatk-1.0.so.0",
+    "libfontconfig.so.1", "libfreetype.so.6", "libharfbuzz.so.0", "libpng16.so.16",
+    "libjpeg.so.62", "libxml2.so.2", "libcurl.so.4", "libsqlite3.so.0", "libstdc++.so.6",
+    "libgcc_s.so.1", "libdbus-1.so.3", "libasound.so.2", "libpulse.so.0", "libGL.so.1",
+    "libEGL.so.1", "libdrm.so.2", "libgbm.so.1", "libxcb.so.1", "libXext.so.6", "libXrandr.so.2",
+    "libXi.so.6", "libXcursor.so.1", "libXdamage.so.1", "libXfixes.so.3", "libXcomposite.so.1",
+    "libnss3.so", "libnspr4.so",
+]
+DEFAULT_WARM = "{python} -m nixld index --db {db} --lookup {sonames}"
+
+
+def child_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(REPO))
+    env.pop("NIX_INDEX_DATABASE", None)
+    return env
+
+
+def measure_build(db_dir: Path, env: dict[str, str], runs: int) -> tuple[list[float], int]:
+    """Wall times of `index --rebuild` and the largest child peak RSS (bytes)."""
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-m", "nixld", "index", "--db", str(db_dir),
+                        "--rebuild"], env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.monotonic() - start)
+    # ru_maxrss of children: the peak of the largest child waited for so far (KiB).
+    # Nothing else has been run by this process yet, so it is the build's.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return times, peak
+
+
+def measure_warm(command: str, env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median of the timed command and of bare interpreter start-up, in seconds."""
+    floor = f"{shlex.quote(sys.executable)} -c pass"
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(["hyperfine", "-N", "--warmup", "3", "--runs", str(runs),
+                        "--export-json", out.name, command, floor],
+                       env=env, check=True, stdout=sys.stderr)
+        results = json.loads(Path(out.name).read_text())["results"]
+    return results[0]["median"], results[1]["median"]
+
+
+def measure_scans(db_file: Path, soname: str, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        found = scan_for_soname(db_file, soname)
+        times.append(time.monotonic() - start)
+        assert found, f"{soname} not in the database: the baseline would scan for nothing"
+    return times
+
+
+def count_entries(db_dir: Path, env: dict[str, str]) -> dict[str, int]:
+    out = subprocess.run([sys.executable, "-m", "nixld", "index", "--db", str(db_dir), "--json"],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    stats: dict[str, int] = json.loads(out)
+    return stats
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, default=BENCH / "out" / "nix-index",
+                        help="database directory (generated there if missing)")
+    parser.add_argument("--warm-command", default=DEFAULT_WARM,
+                        help="whole-process command to time with hyperfine; {python}, {db} "
+                             "and {sonames} are substituted (default: %(default)s)")
+    parser.add_argument("--build-runs", type=int, default=3)
+    parser.add_argument("--warm-runs", type=int, default=30)
+    args = parser.parse_args()
+
+    db_file = args.db / "files"
+    if not db_file.exists():
+        subprocess.run([sys.executable, str(BENCH / "gen_debian_db.py"), "--out", str(args.db)],
+                       check=True)
+    cache = BENCH / "out" / "cache"
+    env = child_env(cache)
+
+    build_times, peak = measure_build(args.db, env, args.build_runs)
+    stats = count_entries(args.db, env)
+    command = args.warm_command.format(python=shlex.quote(sys.executable),
+                                       db=shlex.quote(str(args.db)),
+                                       sonames=" ".join(SONAMES))
+    warm, floor = measure_warm(command, env, args.warm_runs)
+    scans = measure_scans(db_file, SONAMES[0], 3)
+
+    build = statistics.median(build_times)
+    baseline = statistics.median(scans) * len(SONAMES)
+    print(f"database: {stats['store_paths']:,} store paths, {stats['entries']:,} entries, "
+          f"{stats['db_size'] / 1e6:.1f} MB; index: {stats['sonames']:,} sonames, "
+          f"{stats['library_files']:,} library files, {stats['index_size'] / 1e6:.1f} MB")
+    print(f"warm command: {command[:100]}{' ...' if len(command) > 100 else ''}\n")
+    rows = [
+        ("measurement", "median", "target"),
+        ("---", "---:", "---:"),
+        (f"index build ({args.build_runs} runs)", f"{build:.1f} s", "<= 60 s"),
+        ("index build peak RSS", f"{peak / 1e6:.0f} MB", "<= 500 MB"),
+        (f"warm lookup of {len(SONAMES)} sonames, whole process (hyperfine, "
+         f"{args.warm_runs} runs)", f"{warm * 1000:.1f} ms", "<= 150 ms"),
+        ("(python3 -c pass, same hyperfine run)", f"{floor * 1000:.1f} ms", ""),
+        ("one full scan for one soname (3 timed scans)",
+         f"{statistics.median(scans):.2f} s", ""),
+        (f"baseline: {len(SONAMES)} x one full scan (nix-locate style), extrapolated from "
+         "3 timed scans", f"{baseline:.0f} s", ""),
+        ("ratio baseline / warm lookup", f"{baseline / warm:,.0f}x", ">= 50x"),
+    ]
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
