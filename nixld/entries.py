@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -216,14 +217,32 @@ def _identity(seen: dict[bytes, bytes]) -> Identity | Literal[False] | None:
 # ---------------------------------------------------------------- atomic files
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (and TERM, HUP) for the few milliseconds of a write; delivered after."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
     """Write-then-rename with fsync: readers see the old file or the new, never a part."""
     directory = ensure_dir(target.parent)
+    with _signals_deferred():
+        _write_atomic(directory, target, data, mode)
+
+
+def _write_atomic(directory: Path, target: Path, data: bytes, mode: int) -> None:
     fd = -1
     tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fchmod(fd, mode)
         os.fsync(fd)
         os.close(fd)
@@ -251,7 +270,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def _unlink(path: Path) -> bool:
     try:
-        os.unlink(path)
+        with _signals_deferred():
+            os.unlink(path)
     except FileNotFoundError:
         return False
     except OSError as err:

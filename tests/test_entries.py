@@ -1,0 +1,307 @@
+"""nixld.entries against shim/FORMAT.md: keys, syntax, validity, atomic writes, memories."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nixld import entries, paths
+from nixld.entries import Entry, Identity, PackageRef
+from nixld.errors import StateError
+from tests.conftest import REPO
+
+FORMAT_MD = (REPO / "shim" / "FORMAT.md").read_text()
+ZLIB = "/nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-zlib-1.3.1"
+
+
+def format_example() -> bytes:
+    """The example entry of FORMAT.md, unindented."""
+    block = FORMAT_MD.split("Example of a per-user entry:", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.startswith("    "):
+            lines.append(line[4:])
+        elif lines:
+            break
+    return ("\n".join(lines) + "\n").encode()
+
+
+def sample(path: str = "/home/alice/bin/tool", **kw: object) -> Entry:
+    base: dict[str, object] = dict(
+        path=path, identity=Identity(66305, 1234567, 845120, 1764061234_123456789),
+        dirs=(f"{ZLIB}/lib",), sha256="9f" * 32,
+        packages=(PackageRef(ZLIB, "zlib", "out"),),
+        sonames=(("libz.so.1", f"{ZLIB}/lib/libz.so.1"),))
+    base.update(kw)
+    return Entry(**base)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the contract
+
+
+@pytest.mark.unit
+def test_key_matches_format_md_examples() -> None:
+    assert entries.key_for("/usr/bin/true") == "a7d497c60831a2bb"
+    assert entries.key_for("") == "cbf29ce484222325"
+    assert "a7d497c60831a2bb.entry" in FORMAT_MD
+
+
+@pytest.mark.unit
+def test_format_md_example_parses() -> None:
+    entry = entries.parse_entry(format_example())
+    assert entry is not None
+    assert entry.path == "/home/alice/bin/tool"
+    assert entry.identity == Identity(66305, 1234567, 845120, 1764061234_123456789)
+    assert entry.dirs == (f"{ZLIB}/lib",
+                          "/nix/store/a5sq8q1g9bq8vqgbl8jxbmym0kcm1ycz-openssl-3.0.14/lib")
+    assert entry.sha256 == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert entry.packages == (PackageRef(ZLIB, "zlib", "out"),)
+
+
+@pytest.mark.unit
+def test_format_is_what_format_md_shows() -> None:
+    entry = entries.parse_entry(format_example())
+    assert entry is not None
+    # our own writer orders keys as the example does
+    assert entries.format_entry(entry) == format_example()
+
+
+@pytest.mark.unit
+def test_paths_mirror_format_md() -> None:
+    assert f"`{paths.SYSTEM_ENTRIES_DIR}/`" in FORMAT_MD
+    assert "`$XDG_STATE_HOME/nixld/entries/`" in FORMAT_MD
+
+
+BAD = {
+    "no end": lambda d: d.replace(b"end\n", b""),
+    "truncated": lambda d: d[:-5],
+    "no final newline": lambda d: d[:-1],
+    "bad magic": lambda d: d.replace(b"nixld-entry 1", b"nixld-entry 2"),
+    "blank line": lambda d: d.replace(b"\ndev", b"\n\ndev"),
+    "carriage return": lambda d: d.replace(b"\n", b"\r\n"),
+    "duplicate path": lambda d: d.replace(b"dev ", b"path /x\ndev "),
+    "duplicate dev": lambda d: d.replace(b"ino ", b"dev 1\nino "),
+    "half identity": lambda d: re.sub(rb"ino \d+\n", b"", d),
+    "bad mtime": lambda d: re.sub(rb"mtime \d+ \d+", b"mtime 12", d),
+    "huge dev": lambda d: re.sub(rb"dev \d+", b"dev 18446744073709551616", d),
+    "relative dir": lambda d: d.replace(b"dir /nix", b"dir nix", 1),
+    "colon in dir": lambda d: d.replace(b"/lib\n", b"/lib:/x\n", 1),
+    "bad key": lambda d: d.replace(b"sha256 ", b"SHA256 "),
+    "no path": lambda d: re.sub(rb"path [^\n]*\n", b"", d),
+    "too big": lambda d: d.replace(b"end\n", b"x " + b"y" * 65536 + b"\nend\n"),
+    "65 dirs": lambda d: d.replace(b"sha256", b"dir /a\n" * 64 + b"sha256"),
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("breakage", sorted(BAD))
+def test_entries_breaking_a_rule_are_ignored_whole(breakage: str) -> None:
+    data = BAD[breakage](format_example())
+    assert data != format_example()
+    assert entries.parse_entry(data) is None
+
+
+@pytest.mark.unit
+def test_unknown_keys_are_skipped_and_no_identity_is_allowed() -> None:
+    data = b"nixld-entry 1\npath /opt/x\nfuture_key whatever\ndir /a\nend\n"
+    entry = entries.parse_entry(data)
+    assert entry is not None and entry.identity is None and entry.dirs == ("/a",)
+
+
+path_bytes = st.binary(min_size=1, max_size=60).filter(lambda b: b"\n" not in b and b"\r" not in b)
+
+
+@pytest.mark.unit
+@settings(max_examples=200, deadline=None)
+@given(name=path_bytes,
+       dirs=st.lists(path_bytes.filter(lambda b: b":" not in b), max_size=5),
+       ident=st.tuples(*[st.integers(0, 2**64 - 1)] * 3, st.integers(0, 2**63)))
+def test_round_trip(name: bytes, dirs: list[bytes], ident: tuple[int, int, int, int]) -> None:
+    entry = Entry(path="/" + os.fsdecode(name), identity=Identity(*ident),
+                  dirs=tuple("/" + os.fsdecode(d) for d in dirs))
+    assert entries.parse_entry(entries.format_entry(entry)) == entry
+
+
+@pytest.mark.unit
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_parse_never_raises(data: bytes) -> None:
+    entries.parse_entry(b"nixld-entry 1\n" + data)
+
+
+@pytest.mark.unit
+def test_what_the_format_cannot_say_is_refused() -> None:
+    with pytest.raises(StateError, match="line break"):
+        entries.format_entry(sample(path="/a\nb"))
+    with pytest.raises(StateError, match="contains ':'"):
+        entries.format_entry(sample(dirs=("/a:b",)))
+    with pytest.raises(StateError, match="too many"):
+        entries.format_entry(sample(dirs=tuple(f"/d{i}" for i in range(65))))
+
+
+# ---------------------------------------------------------------- on disk
+
+
+def make_binary(where: Path, content: bytes = b"\x7fELF fake binary") -> Path:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_bytes(content)
+    where.chmod(0o755)
+    return where
+
+
+def entry_for_file(path: Path) -> Entry:
+    real = os.path.realpath(path)
+    return sample(path=real, identity=Identity.of_file(real), sha256=entries.sha256_of(real))
+
+
+def test_write_entry_is_atomic_and_named_by_key(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    target = entries.write_entry(entry_for_file(binary))
+    assert target == paths.entries_dir() / (entries.key_for(str(binary)) + ".entry")
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert paths.entries_dir().stat().st_mode & 0o777 == 0o755
+    assert [p.name for p in paths.entries_dir().iterdir()] == [target.name]
+    assert entries.read_entry(target) == entry_for_file(binary)
+
+
+def test_per_user_entries_need_the_identity(xdg: Path) -> None:
+    with pytest.raises(ValueError, match="identity"):
+        entries.write_entry(sample(identity=None))
+
+
+def test_entry_for_follows_the_file_identity(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    link = xdg / "link-to-tool"
+    link.symlink_to(binary)
+    entries.write_entry(entry_for_file(binary))
+    found = entries.entry_for(link)  # keyed by the canonical path
+    assert found is not None and found[1] is True
+    os.utime(binary, ns=(0, 12345))  # same bytes, another mtime: replaced
+    found = entries.entry_for(binary)
+    assert found is not None and found[1] is False
+    assert entries.status(found[0]) == "changed"
+    binary.unlink()
+    assert entries.status(found[0]) == "gone"
+
+
+def test_corrupt_or_colliding_entries_are_ignored(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    target = entries.write_entry(entry_for_file(binary))
+    target.write_bytes(target.read_bytes()[:-4])  # truncated
+    assert entries.entry_for(binary) is None
+    assert entries.all_entries() == []
+    other = entry_for_file(binary)
+    target.write_bytes(entries.format_entry(sample(path="/some/other/path",
+                                                   identity=other.identity)))
+    assert entries.entry_for(binary) is None  # the path line decides
+
+
+def test_system_entries_are_read_after_per_user_ones(xdg: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "etc-nixld-entries"
+    monkeypatch.setattr(paths, "SYSTEM_ENTRIES_DIR", system)
+    binary = make_binary(xdg / "bin" / "tool")
+    real = os.path.realpath(binary)
+    entries.write_entry(Entry(real, None, ("/sys/lib",)), directory=system)
+    found = entries.entry_for(binary)
+    assert found == (Entry(real, None, ("/sys/lib",)), True)
+    entries.write_entry(entry_for_file(binary))
+    assert [e.dirs for e, _ in entries.entries_for(binary)] == [(f"{ZLIB}/lib",), ("/sys/lib",)]
+    assert [e.path for _, e in entries.system_entries()] == [real]
+
+
+def test_remove_entry(xdg: Path) -> None:
+    a, b = make_binary(xdg / "a"), make_binary(xdg / "b")
+    entries.write_entry(entry_for_file(a))
+    entries.write_entry(entry_for_file(b))
+    assert entries.remove_entry(a) is True
+    assert entries.remove_entry(a) is False
+    assert [e.path for _, e in entries.all_entries()] == [str(b)]
+
+
+def test_a_read_only_state_dir_is_one_clear_error(xdg: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = xdg / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    with pytest.raises(StateError, match="cannot create"):
+        entries.write_entry(sample())
+
+
+# ---------------------------------------------------------------- memories
+
+
+def test_choices_are_remembered_by_content(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    entry = entry_for_file(binary)
+    entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
+    copy = xdg / "elsewhere" / "renamed"
+    copy.parent.mkdir()
+    shutil.copy(binary, copy)
+    choice = entries.recall_choice(entries.sha256_of(copy))
+    assert choice == entries.Choice(entry.packages, entry.dirs)
+    make_binary(copy, b"other content")
+    assert entries.recall_choice(entries.sha256_of(copy)) is None
+    assert entries.forget_choice(entries.sha256_of(binary)) is True
+    assert entries.recall_choice(entries.sha256_of(binary)) is None
+
+
+def test_never_by_path_and_by_content(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    other = make_binary(xdg / "bin" / "other", b"different")
+    assert not entries.is_never(binary)
+    entries.mark_never(binary)
+    entries.mark_never(binary)  # idempotent
+    assert entries.is_never(binary)
+    assert not entries.is_never(other)
+    moved = xdg / "moved"
+    binary.rename(moved)
+    assert entries.is_never(moved)  # same content
+    assert entries.clear_never(xdg / "bin" / "tool", entries.sha256_of(moved))
+    assert not entries.is_never(moved)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+WRITER = """\
+import os, sys
+from nixld import entries
+from nixld.entries import Entry, Identity
+binary = sys.argv[1]
+i = 0
+print("ready", flush=True)
+try:
+    while True:
+        i += 1
+        dirs = tuple(f"/nix/store/{'a' * 32}-lib{n}/lib" for n in range(i % 60))
+        entries.write_entry(Entry(binary, Identity.of_file(binary), dirs, "ab" * 32))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_sigint_while_writing_leaves_a_whole_entry(xdg: Path) -> None:
+    binary = make_binary(xdg / "bin" / "tool")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for delay in (0.05, 0.13, 0.21, 0.34):
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(binary)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        assert child.returncode == 130, err
+        files = sorted(p.name for p in paths.entries_dir().iterdir())
+        assert files == [entries.key_for(str(binary)) + ".entry"]  # no temporary left
+        found = entries.entry_for(binary)
+        assert found is not None and found[1]
