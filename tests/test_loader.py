@@ -486,3 +486,43 @@ def test_agrees_with_the_real_ld_so(fx: Fixtures, world: World, tmp_path: Path,
     assert ours == theirs
     assert {(p.soname, p.version) for p in closure.glibc_problems} == set()
     assert {(p.soname, p.version) for n in closure.missing for p in n.version_problems} == versions
+
+
+# --- names with a slash, and needs met by an already-loaded object ----------------------------
+
+
+def patched(fx: Fixtures, tmp_path: Path, *args: str) -> Path:
+    patchelf = need_tool("patchelf")
+    out = tmp_path / "bin" / "tool"
+    out.parent.mkdir(exist_ok=True)
+    shutil.copy(fx.needs_a, out)
+    subprocess.run([patchelf, *args, str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_a_needed_path_is_opened_as_it_is(fx: Fixtures, world: World, tmp_path: Path) -> None:
+    tool = patched(fx, tmp_path, "--replace-needed", "liba.so.1", f"{fx.lib}/liba.so.1")
+    closure = resolve_closure(elf(tool), world.env())
+    assert where(closure)[f"{fx.lib}/liba.so.1"] == ("path", str(fx.lib / "liba.so.1"))
+    # liba's own need goes through the search (and finds nothing here).
+    assert where(closure)["libb.so.1"] == (None, None)
+
+
+def test_a_needed_path_with_origin(fx: Fixtures, world: World, tmp_path: Path) -> None:
+    shutil.copytree(fx.lib, tmp_path / "lib")
+    tool = patched(fx, tmp_path, "--replace-needed", "liba.so.1", "$ORIGIN/../lib/liba.so.1")
+    closure = resolve_closure(elf(tool), world.env())
+    assert where(closure)["$ORIGIN/../lib/liba.so.1"] == ("path", str(tmp_path / "lib/liba.so.1"))
+
+
+def test_a_soname_already_loaded_is_reused(fx: Fixtures, world: World, tmp_path: Path) -> None:
+    """The program loads libb by path first; liba's need of `libb.so.1` then
+    matches that object's DT_SONAME, without a search."""
+    tool = patched(fx, tmp_path, "--add-needed", f"{fx.lib2}/libb.so.1")
+    assert elf(tool).needed[0] == f"{fx.lib2}/libb.so.1"
+    closure = resolve_closure(elf(tool), world.env(entry_dirs=(fx.lib,)))
+    assert where(closure)["libb.so.1"] == ("loaded", str(fx.lib2 / "libb.so.1"))
+    assert where(closure)["liba.so.1"] == ("entry", str(fx.lib / "liba.so.1"))
+    found, _ = ld_so_trace(tool, [str(fx.lib)])
+    assert found["liba.so.1"] == str(fx.lib / "liba.so.1")
+    assert "libb.so.1" not in found  # the real ld.so did not load lib/libb.so.1 either
