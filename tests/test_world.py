@@ -305,3 +305,31 @@ def test_world_is_reused(world: w.World) -> None:
     assert again.root == world.root
     assert again.glibc == world.glibc
     assert time.monotonic() - start < 10
+
+
+# ------------------------------------------------------------ the demo
+
+
+def test_demo_tells_the_whole_story_and_is_idempotent(world: w.World) -> None:
+    import shutil
+
+    from tests.conftest import run_cli
+
+    home = world.root.parent
+    env = dict(os.environ, NIXLD_WORLD_HOME=str(home))
+    try:
+        first = run_cli("demo", env=env, timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr
+        out = first.stdout
+        assert "libjq.so.1: cannot open shared object file" in out
+        assert out.index("[exit status 127]") < out.index("$ nixld-hook explain")
+        assert "jq (lib)" in out  # the plan explain proposes
+        assert "installed jq, oniguruma" in first.stderr  # the chain, in two rounds
+        assert out.rstrip().splitlines()[-1].startswith("Run `nixld-hook demo` again")
+        assert "jq-1.6\n[exit status 0]" in out
+        second = run_cli("demo", env=env, timeout=300)
+        assert second.returncode == 0, second.stderr
+        assert "world (reused)" in second.stdout
+        assert "[exit status 127]" in second.stdout  # the story starts afresh
+    finally:
+        shutil.rmtree(home / "demo-home", ignore_errors=True)
