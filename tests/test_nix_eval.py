@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from nixld import config as nixld_config
 from nixld import entries, paths
-from tests.conftest import REPO, need_tool
+from tests.conftest import REPO, need_root, need_tool
 
 STUB = REPO / "tests" / "nix_stub"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -422,3 +423,89 @@ def test_home_manager_auto_accept_writes_the_config_file(xdg: Path) -> None:
     target.parent.mkdir(parents=True)
     target.write_text(files["nixld/config.toml"]["text"])
     assert nixld_config.load_config().auto_accept is True
+
+
+# ------------------------------------------------------------------ real builds
+#
+# nix/shim.nix and nix/package.nix as written, built by the real Nix with this
+# machine's compiler and Python standing in for nixpkgs' (tests/nix_stub/
+# host-pkgs.nix): the source filter, the Makefile, installPhase, the unit
+# tests as the build sandbox runs them, and postFixup's hooks.
+
+
+def nix_build(attr: str) -> Path:
+    need_root()  # builds as root (no build users), to use this machine's Python
+    need_tool("nix-build")
+    python = os.path.realpath(sys.executable)
+    expr = (f"let pkgs = import {STUB}/host-pkgs.nix {{ python = {nix_string(python)}; }};"
+            f" in pkgs.callPackage ./nix/{attr}.nix {{ }}")
+    proc = subprocess.run(
+        ["nix-build", "--no-out-link", "--option", "substituters", "",
+         "--option", "build-users-group", "", "--expr", expr],
+        cwd=REPO, env=_nix_env(), capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def built_shim() -> Path:
+    need_tool("gcc")
+    need_tool("make")
+    return nix_build("shim")
+
+
+@pytest.fixture(scope="module")
+def built_package() -> Path:
+    return nix_build("package")
+
+
+@pytest.mark.slow
+def test_shim_builds_where_the_module_expects_it(built_shim: Path) -> None:
+    shim = built_shim / "libexec" / "nixld" / "nixld-shim"
+    data = shim.read_bytes()
+    assert data[:4] == b"\x7fELF" and os.access(shim, os.X_OK)
+    assert len(data) <= 65536
+    ldso = nixos(f"[ {{ programs.nixld.enable = true; programs.nixld.shimPackage ="
+                 f" {nix_string(str(built_shim))}; }} ]", "config.environment.ldso")
+    assert ldso == str(shim)
+
+
+@pytest.mark.slow
+def test_package_builds_with_its_unit_tests_and_static_hooks(built_package: Path) -> None:
+    command = built_package / "bin" / "nixld-hook"
+    version = subprocess.run([command, "--version"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    assert version.strip() == f"nixld-hook {PYPROJECT['project']['version']}"
+    for shell in SHELLS:
+        hook = built_package / "share" / "nixld" / "hooks" / f"nixld.{shell}"
+        assert str(command) in hook.read_text().split("\n", 1)[0]
+
+
+SHELL_PROBES = {
+    "bash": (["bash", "-i", "-c"], 'echo "$__nixld_bin"; echo "${PROMPT_COMMAND[*]}"',
+             "__nixld_prompt"),
+    "zsh": (["zsh", "-i", "-c"], 'echo "$__nixld_bin"; echo "$precmd_functions"',
+            "__nixld_precmd"),
+    "fish": (["fish", "-i", "-c"], "echo $__nixld_bin; functions --handlers | string join ' '",
+             "__nixld_postexec"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shell", SHELLS)
+def test_module_init_line_hooks_a_real_shell(shell: str, built_package: Path,
+                                             tmp_path: Path) -> None:
+    """The exact line the NixOS module adds, run by the shell: the hook is there."""
+    need_tool(shell)
+    init = nixos(f"[ {{ programs.nixld.enable = true; programs.nixld.package ="
+                 f" {nix_string(str(built_package))}; }} ]",
+                 f"config.programs.{shell}.interactiveShellInit")
+    argv, probe, registered = SHELL_PROBES[shell]
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "TERM": "dumb",
+           "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    proc = subprocess.run([*argv, f"{init}\n{probe}"], env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60, check=False)
+    out = proc.stdout.splitlines()
+    assert out[:1] == [str(built_package / "bin" / "nixld-hook")], proc.stderr
+    assert registered in out[1], proc.stdout
