@@ -202,13 +202,15 @@ def db_identity(db_file: Path) -> Identity:
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
 
 
-@dataclass
 class _Progress:
-    callback: Callable[[str], None] | None
-    start: float
-    next_report: float
-    store_paths: int = 0
-    entries: int = 0
+    """Counts the pass and reports it at most every PROGRESS_SECONDS."""
+
+    def __init__(self, callback: Callable[[str], None] | None) -> None:
+        self.callback = callback
+        self.start = time.monotonic()
+        self.next_report = self.start + PROGRESS_SECONDS
+        self.store_paths = 0
+        self.entries = 0
 
     def step(self, entries: int) -> None:
         self.store_paths += 1
@@ -228,8 +230,7 @@ class _Progress:
 def build_index(db_file: Path, identity: Identity,
                 progress: Callable[[str], None] | None = None) -> bytes:
     """One pass over the database; returns the index file's bytes."""
-    start = time.monotonic()
-    state = _Progress(progress, start, start + PROGRESS_SECONDS)
+    state = _Progress(progress)
     paths: list[bytes] = []
     providers: list[tuple[bytes, int, bytes, bytes | None, int | None]] = []
     for raw_json, raw_entries in iter_raw(db_file):
@@ -246,7 +247,7 @@ def build_index(db_file: Path, identity: Identity,
     if progress is not None:
         progress(state.message(time.monotonic()))
     providers.sort(key=lambda p: (p[0], p[1]))  # stable: database order within a store path
-    build_ms = int((time.monotonic() - start) * 1000)
+    build_ms = int((time.monotonic() - state.start) * 1000)
     counts = (state.entries, state.store_paths, len(paths), build_ms)
     return _serialise(identity, counts, paths, providers)
 
@@ -423,7 +424,11 @@ class SonameIndex:
         for soname in sonames:
             if soname in result:
                 continue
-            i = self._find(soname.encode("utf-8", "surrogateescape"))
+            try:
+                key = soname.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:  # no file name encodes to it
+                key = b"\0"
+            i = self._find(key)
             result[soname] = [] if i is None else self._providers(soname, i)
         return result
 

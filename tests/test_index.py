@@ -99,6 +99,8 @@ def test_looks_up_many_sonames_at_once(db: Path) -> None:
     ]
     assert result["libc.so.6"] == [Provider("libc.so.6", GLIBC, "lib64/libc.so.6", None, 2000)]
     assert result["libmissing.so.1"] == []
+    assert index.lookup(["", "lib/libz.so.1", "\ud800"]) == {"": [], "lib/libz.so.1": [],
+                                                              "\ud800": []}
 
 
 def test_regular_library_files_under_lib_and_lib64(db: Path) -> None:
@@ -289,6 +291,19 @@ def test_cli_prints_stats_for_people(db: Path) -> None:
     assert "store paths:    6" in lines
     assert "sonames:        9" in lines
     assert result.stderr == ""  # no progress line when stderr is not a terminal
+
+
+def test_cli_shows_progress_on_a_terminal(db: Path) -> None:
+    import pexpect
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = pexpect.spawn(sys.executable, ["-m", "nixld", "index", "--db", str(db.parent)],
+                          env=env, timeout=60)
+    child.expect(r"\r\x1b\[Kindexing: 6 store paths, 50 entries \([\d,]+ entries/s\)\r\n")
+    child.expect("store paths: +6")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
 
 
 def test_cli_lookup(db: Path) -> None:
