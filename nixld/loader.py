@@ -21,6 +21,7 @@ from nixld import paths
 from nixld.elf import ElfInfo, read_library
 from nixld.errors import BadInputError
 from nixld.glibc import GLIBC_SONAMES, glibc_release, is_glibc_soname
+from nixld.text import safe
 
 __all__ = [
     "GLIBC_SONAMES", "Closure", "ElfCache", "LoaderEnv", "Needed", "VersionProblem",
@@ -124,7 +125,12 @@ class VersionProblem:
 
 @dataclass
 class Needed:
-    """One distinct soname of the closure."""
+    """One distinct soname of the closure.
+
+    `soname`, `needed_by` and `path` are raw data (escape them with
+    nixld.text.safe before printing); `skipped` and `error` are display text,
+    already escaped.
+    """
 
     soname: str
     needed_by: list[str]
@@ -142,6 +148,7 @@ class Closure:
     real_loader_exists: bool
     real_loader_glibc: str | None  # e.g. "2.36"
     needed: list[Needed]  # BFS order, as ld.so loads them
+    real_loader_problem: str | None = None  # it exists but cannot serve this binary
 
     @property
     def missing(self) -> list[Needed]:
@@ -166,7 +173,8 @@ class Closure:
     @property
     def complete(self) -> bool:
         """True when ld.so would load the whole closure."""
-        if not self.binary.is_static and not self.real_loader_exists:
+        if not self.binary.is_static and (
+                not self.real_loader_exists or self.real_loader_problem):
             return False
         return all(n.path is not None and not n.version_problems for n in self.needed)
 
@@ -255,6 +263,7 @@ class _Resolver:
         self.loader_exists = os.path.exists(env.real_loader)
         self.loader_dir = (
             os.path.dirname(os.path.realpath(env.real_loader)) if self.loader_exists else None)
+        self.loader_problem: str | None = None
         self.interpreter = self._load_interpreter()
 
     def _load_interpreter(self) -> _Object | None:
@@ -265,9 +274,13 @@ class _Resolver:
             return None
         try:
             info = self.cache.library(self.env.real_loader)
-        except BadInputError:
+        except BadInputError as err:
+            self.loader_problem = str(err)
             return None
         if (info.elf_class, info.machine) != self.arch:
+            self.loader_problem = (
+                f"{safe(self.env.real_loader)}: built for {info.describe_arch()}, "
+                f"but this binary is {self.main.info.describe_arch()}")
             return None
         real = os.path.realpath(self.env.real_loader)
         obj = _Object(info, real, os.path.dirname(real), None)
@@ -319,7 +332,10 @@ class _Resolver:
         for directory, via in candidates:
             file = os.path.join(directory, soname_part)
             if not os.path.isfile(file):
-                continue  # ld.so goes on after ENOENT, ENOTDIR, EACCES
+                continue  # ld.so goes on after ENOENT and ENOTDIR ...
+            if not os.access(file, os.R_OK):
+                need.skipped.append(f"{safe(file)}: permission denied")  # ... and EACCES
+                continue
             try:
                 info = self.cache.library(file)
             except BadInputError as err:
@@ -329,7 +345,7 @@ class _Resolver:
                 return None
             if (info.elf_class, info.machine) != self.arch:
                 # ld.so skips a library of another class or machine silently.
-                need.skipped.append(f"{file}: {info.describe_arch()}")
+                need.skipped.append(f"{safe(file)}: {info.describe_arch()}")
                 continue
             need.via = via
             return file, info
@@ -420,4 +436,5 @@ def resolve_closure(info: ElfInfo, env: LoaderEnv, *, cache: ElfCache | None = N
         real_loader_exists=resolver.loader_exists,
         real_loader_glibc=resolver.loader_glibc(),
         needed=list(resolver.needed.values()),
+        real_loader_problem=resolver.loader_problem,
     )

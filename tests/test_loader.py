@@ -410,6 +410,30 @@ def test_missing_real_loader_is_named_and_the_rest_still_reported(
     assert not closure.complete
 
 
+def test_a_real_loader_of_another_architecture_is_named(fx: Fixtures, tmp_path: Path) -> None:
+    need(fx.decoyarm, "needs aarch64-linux-gnu-gcc")
+    assert fx.decoyarm is not None
+    loader = fx.decoyarm / "libb.so.1"  # any aarch64 ELF object will do
+    env = LoaderEnv.from_environ({"NIX_LD": str(loader), "NIX_LD_LIBRARY_PATH": str(fx.lib)},
+                                 machine="x86_64")
+    closure = resolve_closure(elf(fx.needs_a), env)
+    assert closure.real_loader_exists
+    assert closure.real_loader_problem == (
+        f"{loader}: built for aarch64, 64-bit, but this binary is x86-64, 64-bit")
+    assert where(closure)["liba.so.1"] == ("NIX_LD_LIBRARY_PATH", str(fx.lib / "liba.so.1"))
+    assert not closure.complete
+
+
+def test_a_real_loader_that_is_not_elf_is_named(fx: Fixtures, tmp_path: Path) -> None:
+    loader = tmp_path / "ld.so"
+    loader.write_text("#!/bin/sh\n")
+    env = LoaderEnv.from_environ({"NIX_LD": str(loader)}, machine="x86_64")
+    closure = resolve_closure(elf(fx.needs_a), env)
+    assert closure.real_loader_problem == f"{loader}: not an ELF file"
+    assert [n.soname for n in closure.unresolved_glibc] == ["libc.so.6"]
+    assert not closure.complete
+
+
 def test_static_binaries_need_nothing(fx: Fixtures, tmp_path: Path) -> None:
     env = LoaderEnv.from_environ({"NIX_LD": str(tmp_path / "none")}, machine="x86_64")
     for binary in (fx.static, fx.static_pie):
