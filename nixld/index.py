@@ -18,6 +18,7 @@ and binary search, nothing is unpickled, and zstandard is not imported. Layout
     names blob    the sonames, sorted bytewise, concatenated
     records index u64 offsets (n_sonames + 1) into the records blob
     records blob  per soname, per provider: `path#\\0file\\0target\\0size\\0`
+    counts        u64 per store path: its number of library files
 
 Also here: LibraryFactsCache, the cache of facts learned about realised library
 files (version definitions, exported symbols), keyed by path and identity.
@@ -43,10 +44,10 @@ from nixld.errors import DatabaseError
 from nixld.paths import cache_dir
 from nixld.text import safe
 
-INDEX_MAGIC = b"NXLDSO01"  # bump the digits when the layout changes
+INDEX_MAGIC = b"NXLDSO02"  # bump the digits when the layout changes
 # magic, db size, mtime_ns, inode, device, built at (ns), entries, store paths,
-# store paths with libraries, sonames, providers, build time (ms), 6 offsets
-HEADER = struct.Struct("<8s6Q4I I4x6Q")
+# store paths with libraries, sonames, providers, build time (ms), 7 offsets
+HEADER = struct.Struct("<8s6Q4I I4x7Q")
 LIB_DIRS = (b"/lib/", b"/lib64/")
 MAX_SYMLINK_HOPS = 40  # as the kernel's limit
 PROGRESS_SECONDS = 0.5
@@ -264,8 +265,12 @@ def _serialise(identity: Identity, counts: tuple[int, int, int, int], paths: lis
         else:
             names.append(name)
             records.append(record)
+    counts_per_path = [0] * len(paths)
+    for provider in providers:
+        counts_per_path[provider[1]] += 1
     sections = [_offsets(paths), b"".join(paths), _offsets(names), b"".join(names),
-                _offsets(records), b"".join(records)]
+                _offsets(records), b"".join(records),
+                struct.pack(f"<{len(paths)}Q", *counts_per_path)]
     offsets: list[int] = []
     body = bytearray()
     for section in sections:
@@ -318,7 +323,7 @@ class SonameIndex:
         self.identity: Identity = header[1:5]
         (self._built_at_ns, self._entries, self._store_paths, self._with_libs,
          self._n_names, self._n_providers, self._build_ms) = header[5:12]
-        offsets = header[12:18]
+        offsets = header[12:19]
         n_paths, n_names = self._with_libs, self._n_names
         self._paths_index = self._table(offsets[0], n_paths + 1)
         self._paths_blob = offsets[1]
@@ -326,9 +331,11 @@ class SonameIndex:
         self._names_blob = offsets[3]
         self._records_index = self._table(offsets[4], n_names + 1)
         self._records_blob = offsets[5]
+        self._counts = self._table(offsets[6], n_paths)
         if self._records_blob + self._records_index[-1] > len(buffer):
             raise ValueError("soname index is truncated")
         self._store_path_cache: dict[int, StorePath] = {}
+        self._numbers: dict[str, int] = {}  # store path -> number, for those looked up
 
     def _table(self, offset: int, count: int) -> memoryview:
         end = offset + 8 * count
@@ -400,7 +407,17 @@ class SonameIndex:
                 raise DatabaseError(f"corrupt soname index {safe(self.file or '?')}: {err} "
                                     f"(run `nixld-hook index --rebuild`)") from None
             self._store_path_cache[number] = cached
+            self._numbers[cached.path] = number
         return cached
+
+    def library_count(self, store_path: str | StorePath) -> int:
+        """How many library files a store path has (one returned by `lookup`).
+
+        Ranking uses it to tell a library package from one that bundles copies.
+        """
+        path = store_path.path if isinstance(store_path, StorePath) else store_path
+        number = self._numbers.get(path)
+        return 0 if number is None else int(self._counts[number])
 
     def _providers(self, soname: str, i: int) -> list[Provider]:
         start = self._records_blob

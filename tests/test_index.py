@@ -156,6 +156,15 @@ def test_stats(db: Path) -> None:
     assert stats["db_size"] == db.stat().st_size
 
 
+def test_library_count_per_store_path(db: Path) -> None:
+    index, _ = open_index(db)
+    index.lookup(["libz.so.1", "libssl.so.3"])
+    assert index.library_count(ZLIB) == 3
+    assert index.library_count(ZLIBNG.path) == 1
+    assert index.library_count(WRAPPER.path) == 2  # libssl.so.3 and libself.so.1
+    assert index.library_count("/nix/store/unknown") == 0
+
+
 def test_index_agrees_with_a_full_scan_for_every_soname(db: Path) -> None:
     index, _ = open_index(db)
     names = ["libz.so.1", "libz.so", "libz.so.1.3.1", "libc.so.6", "ld-linux-x86-64.so.2",
