@@ -71,17 +71,19 @@ struct context {
     struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
     struct env_var ld_library_path, xdg_state_home, home;
 
-    char exe[PATH_BUF];
+    char *exe; /* PATH_BUF bytes, not zeroed: in nixld_main's frame */
     size_t exe_len;
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
     struct statx identity;
     struct nixld_entry user, sys;
     int have_user, have_sys;
+    char *entry_buf[2]; /* NIXLD_ENTRY_MAX + 1 bytes each, touched only when read */
 
     const char *ld_path;
     int ld_fd;
     Elf64_Ehdr ehdr;
     Elf64_Phdr phdrs[MAX_PHDRS];
+    char head[1024]; /* the first bytes of the loader: usually holds both */
     uintptr_t ld_bias, ld_entry;
 
     char *library_path; /* "LD_LIBRARY_PATH=..." */
@@ -96,7 +98,8 @@ static struct {
     char *env_value;
 } trampoline;
 
-static char entry_buf[2][NIXLD_ENTRY_MAX + 1];
+/* The library path is built here when it fits (no mmap needed). */
+static char path_buf[8192];
 
 /* The compiler may emit calls to these even in freestanding code. */
 void *memcpy(void *dst, const void *src, size_t n)
@@ -311,8 +314,8 @@ static void find_entry(struct context *c)
 {
     if (c->secure)
         return;
-    long n = sys_readlink("/proc/self/exe", c->exe, sizeof c->exe);
-    if (sys_failed(n) || n <= 0 || (size_t)n >= sizeof c->exe)
+    long n = sys_readlink("/proc/self/exe", c->exe, PATH_BUF);
+    if (sys_failed(n) || n <= 0 || n >= PATH_BUF)
         return;
     c->exe_len = (size_t)n;
     for (size_t i = 0; i < c->exe_len; i++)
@@ -327,9 +330,9 @@ static void find_entry(struct context *c)
     else if (absolute(c->home.value))
         have_dir = entry_file(file, c->home.value, "/.local/state/nixld/entries", hex);
     if (have_dir)
-        c->have_user = load_entry(c, file, entry_buf[0], &c->user, 1);
+        c->have_user = load_entry(c, file, c->entry_buf[0], &c->user, 1);
     if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
-        c->have_sys = load_entry(c, file, entry_buf[1], &c->sys, 0);
+        c->have_sys = load_entry(c, file, c->entry_buf[1], &c->sys, 0);
 }
 
 /* --- The loader ---------------------------------------------------------- */
@@ -346,13 +349,18 @@ static void open_ld(struct context *c)
 static void elf_map(struct context *c)
 {
     Elf64_Ehdr *h = &c->ehdr;
-    long n = sys_pread(c->ld_fd, h, sizeof *h, 0);
-    if (n != (long)sizeof *h || !mem_eq((const char *)h->e_ident, "\177ELF\2\1", 6) ||
-        h->e_type != ET_DYN || h->e_machine != NIXLD_EM_SELF ||
-        h->e_phentsize != sizeof(Elf64_Phdr) || h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
+    long n = sys_pread(c->ld_fd, c->head, sizeof c->head, 0);
+    if (n < (long)sizeof *h)
+        die("bad loader", c->ld_path, -ENOEXEC);
+    memcpy(h, c->head, sizeof *h);
+    if (!mem_eq((const char *)h->e_ident, "\177ELF\2\1", 6) || h->e_type != ET_DYN ||
+        h->e_machine != NIXLD_EM_SELF || h->e_phentsize != sizeof(Elf64_Phdr) ||
+        h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
         die("bad loader", c->ld_path, -ENOEXEC);
     size_t size = (size_t)h->e_phnum * sizeof(Elf64_Phdr);
-    if (sys_pread(c->ld_fd, c->phdrs, size, (long)h->e_phoff) != (long)size)
+    if (h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff)
+        memcpy(c->phdrs, c->head + h->e_phoff, size);
+    else if (sys_pread(c->ld_fd, c->phdrs, size, (long)h->e_phoff) != (long)size)
         die("bad loader", c->ld_path, -ENOEXEC);
 }
 
@@ -388,17 +396,34 @@ static void elf_load(struct context *c)
     lo = page_down(lo, page);
     hi = page_up(hi, page);
 
-    /* Over-reserve by the alignment, then give back both ends. */
-    size_t span = hi - lo, extra = align - page;
-    long r = sys_mmap(0, span + extra, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (sys_failed(r))
-        die("cannot map loader", c->ld_path, r);
-    uintptr_t raw = (uintptr_t)r, base = page_up(raw, align);
-    if (base > raw)
-        sys_munmap((void *)raw, base - raw);
-    if (raw + extra > base)
-        sys_munmap((void *)(base + span), raw + extra - base);
-    c->ld_bias = base - lo;
+    const Elf64_Phdr *first = 0;
+    for (int i = 0; i < c->ehdr.e_phnum && !first; i++)
+        if (c->phdrs[i].p_type == PT_LOAD)
+            first = &c->phdrs[i];
+    size_t span = hi - lo;
+    long r;
+    if (align == page && first->p_filesz) {
+        /* As the kernel does: the first segment's mapping covers the whole
+         * span, the later segments are then mapped over it. */
+        r = sys_mmap(0, span, prot_of(first->p_flags), MAP_PRIVATE, c->ld_fd,
+                     (long)page_down(first->p_offset, page));
+        if (sys_failed(r))
+            die("cannot map loader", c->ld_path, r);
+        c->ld_bias = (uintptr_t)r - lo;
+    } else {
+        /* Over-reserve by the alignment, then give back both ends. */
+        size_t extra = align - page;
+        r = sys_mmap(0, span + extra, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (sys_failed(r))
+            die("cannot map loader", c->ld_path, r);
+        uintptr_t raw = (uintptr_t)r, base = page_up(raw, align);
+        if (base > raw)
+            sys_munmap((void *)raw, base - raw);
+        if (raw + extra > base)
+            sys_munmap((void *)(base + span), raw + extra - base);
+        c->ld_bias = base - lo;
+        first = 0;
+    }
 
     for (int i = 0; i < c->ehdr.e_phnum; i++) {
         const Elf64_Phdr *p = &c->phdrs[i];
@@ -407,7 +432,7 @@ static void elf_load(struct context *c)
         int prot = prot_of(p->p_flags);
         uintptr_t start = page_down(p->p_vaddr, page);
         uintptr_t file_end = p->p_vaddr + p->p_filesz, mem_end = p->p_vaddr + p->p_memsz;
-        if (p->p_filesz) {
+        if (p->p_filesz && p != first) {
             r = sys_mmap((void *)(c->ld_bias + start), page_up(file_end, page) - start, prot,
                          MAP_PRIVATE | MAP_FIXED, c->ld_fd,
                          (long)page_down(p->p_offset, page));
@@ -478,7 +503,9 @@ static void build_library_path(struct context *c)
     size_t user_len = str_len(user), nix_len = str_len(nix);
     size_t size = sizeof LD_LIBRARY_PATH_EQ + dirs_len(&c->user, c->have_user) +
                   dirs_len(&c->sys, c->have_sys) + user_len + 1 + nix_len + 1;
-    long r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long r = (long)path_buf;
+    if (size > sizeof path_buf)
+        r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (sys_failed(r))
         die("cannot build the library path for", c->ld_path, r);
     char *start = put_str((char *)r, LD_LIBRARY_PATH_EQ), *p = start;
@@ -603,7 +630,11 @@ __attribute__((noreturn)) static void run_directly(struct context *c)
 __attribute__((noreturn, used)) void nixld_main(uintptr_t *sp)
 {
     struct context c;
+    char exe[PATH_BUF], entry_bufs[2][NIXLD_ENTRY_MAX + 1];
     init_ctx(&c, sp);
+    c.exe = exe;
+    c.entry_buf[0] = entry_bufs[0];
+    c.entry_buf[1] = entry_bufs[1];
     choose_loader(&c);
     if (!c.at_base || *c.at_base == 0)
         run_directly(&c);

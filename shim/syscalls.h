@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Everything is linked into one static-pie: keep symbols local so that no
+ * address needs a GOT slot (there is nothing to relocate one). */
+#pragma GCC visibility push(hidden)
+
 #if defined(__x86_64__)
 #define NIXLD_SYSTEM "x86_64_linux"
 #define NIXLD_EM_SELF 62 /* EM_X86_64 */
@@ -93,5 +97,7 @@ __attribute__((noreturn)) static inline void sys_exit(int code)
     for (;;)
         nixld_syscall6(SYS_exit_group, code, 0, 0, 0, 0, 0);
 }
+
+#pragma GCC visibility pop
 
 #endif
