@@ -104,6 +104,18 @@ in
       '';
     };
 
+    database = lib.mkOption {
+      type = lib.types.nullOr lib.types.path;
+      default = null;
+      example = lib.literalExpression "nix-index-database.legacyPackages.\${pkgs.system}.database";
+      description = ''
+        A nix-index database file (what nix-index writes to
+        ~/.cache/nix-index/files), for every user: exported as
+        NIX_INDEX_DATABASE, a directory holding it as `files`. Without it each
+        user needs their own (see the README).
+      '';
+    };
+
     binaries = lib.mkOption {
       type = lib.types.attrsOf (lib.types.listOf lib.types.package);
       default = { };
@@ -155,7 +167,16 @@ in
         environment.sessionVariables = {
           NIX_LD = "${nixLdDir}/ld.so";
           NIX_LD_LIBRARY_PATH = nixLdDir;
-        } // lib.optionalAttrs cfg.autoAccept { NIXLD_AUTO_ACCEPT = "1"; };
+        }
+        // lib.optionalAttrs cfg.autoAccept { NIXLD_AUTO_ACCEPT = "1"; }
+        // lib.optionalAttrs (cfg.database != null) {
+          NIX_INDEX_DATABASE = "${pkgs.linkFarm "nixld-nix-index" [
+            {
+              name = "files";
+              path = cfg.database;
+            }
+          ]}";
+        };
 
         environment.etc = entries.etcFiles cfg.binaries;
       }

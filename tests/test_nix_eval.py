@@ -214,8 +214,8 @@ def test_shim_derivation_installs_what_the_makefile_builds() -> None:
 
 
 ENABLED = "[ { programs.nixld.enable = true; } ]"
-OPTIONS = ["autoAccept", "binaries", "enable", "enableBashIntegration", "enableFishIntegration",
-           "enableZshIntegration", "libraries", "package", "shimPackage"]
+OPTIONS = ["autoAccept", "binaries", "database", "enable", "enableBashIntegration",
+           "enableFishIntegration", "enableZshIntegration", "libraries", "package", "shimPackage"]
 
 
 def test_nixos_options() -> None:
@@ -323,6 +323,21 @@ def test_nixos_auto_accept_sets_the_variable_the_app_reads() -> None:
     assert got["NIXLD_AUTO_ACCEPT"] == "1"
     assert nixld_config.auto_accept(nixld_config.Config(), {"NIXLD_AUTO_ACCEPT": "1"})
     assert "NIXLD_AUTO_ACCEPT" not in nixos(ENABLED, "config.environment.sessionVariables")
+
+
+def test_nixos_database_is_exported_as_nix_locate_expects_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    db = "/nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-index-x86_64-linux"
+    got = nixos(f"[ {{ programs.nixld = {{ enable = true; database = {nix_string(db)}; }}; }} ]",
+                """let farm = pkgs.linkFarm "nixld-nix-index" [ { name = "files"; path = \"""" + db
+                + """\"; } ]; in { var = config.environment.sessionVariables.NIX_INDEX_DATABASE;
+                  farm = farm.outPath; inherit (farm) entries; }""")
+    # A directory whose `files` is the database, as nixld-hook and nix-locate read it.
+    assert got["var"] == got["farm"]
+    assert got["entries"] == [{"name": "files", "path": db}]
+    monkeypatch.setenv("NIX_INDEX_DATABASE", got["var"])
+    assert paths.database_file() == Path(got["var"]) / "files"
+    assert "NIX_INDEX_DATABASE" not in nixos(ENABLED, "config.environment.sessionVariables")
 
 
 def test_nixos_binaries_become_system_entries() -> None:

@@ -77,6 +77,7 @@ let
   pkgs = {
     inherit lib stdenv python3Packages system;
     buildEnv = args: mkPackage args.name args [ "out" ];
+    linkFarm = name: entries: mkPackage name { inherit entries; } [ "out" ];
     callPackage =
       fn: overrides:
       let
