@@ -13,7 +13,6 @@ pyelftools is imported inside the functions that parse: importing it costs
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import stat
@@ -524,6 +523,8 @@ def get_dlopen_hints(sections: list[Any]) -> tuple[DlopenHint, ...]:
 
 
 def _parse_dlopen_payload(payload: bytes) -> list[DlopenHint]:
+    import json
+
     try:
         entries = json.loads(payload.rstrip(b"\0").decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
