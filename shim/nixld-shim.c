@@ -56,7 +56,9 @@ struct env_var {
     const char *value;
 };
 
-/* Everything the shim learns, filled once, then read by the steps of main. */
+/* Everything the shim learns, filled once, then read by the steps of main.
+ * Only the part before `head` is zeroed: every page of stack we touch costs
+ * a page fault, and this runs before every foreign program. */
 struct context {
     uintptr_t *sp; /* the start block: argc, argv..., 0, envp..., 0, auxv */
     long argc;
@@ -71,35 +73,40 @@ struct context {
     struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
     struct env_var ld_library_path, xdg_state_home, home;
 
-    char *exe; /* PATH_BUF bytes, not zeroed: in nixld_main's frame */
+    const char *exe; /* the executable's canonical path, in scratch */
     size_t exe_len;
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
-    struct statx identity;
-    struct nixld_entry user, sys;
     int have_user, have_sys;
-    char *entry_buf[2]; /* NIXLD_ENTRY_MAX + 1 bytes each, touched only when read */
 
     const char *ld_path;
     int ld_fd;
     Elf64_Ehdr ehdr;
-    Elf64_Phdr phdrs[MAX_PHDRS];
-    char head[1024]; /* the first bytes of the loader: usually holds both */
+    const Elf64_Phdr *phdrs;
     uintptr_t ld_bias, ld_entry;
-
     char *library_path; /* "LD_LIBRARY_PATH=..." */
+
+    /* Not zeroed: each is written before it is read. */
+    _Alignas(8) char head[1024]; /* the loader's first bytes: header and phdrs */
+    char scratch[2 * PATH_BUF];  /* the executable's path, then an entry's file name */
+    struct statx identity;
+    Elf64_Phdr phdr_buf[MAX_PHDRS];
+    struct nixld_entry user, sys;
 };
 
-/* What the trampoline needs once the loader is done; lives in our .bss,
- * which stays mapped for the life of the process. */
+/* What the trampoline needs once the loader is done. In .data, not .bss: the
+ * page after .dynamic is written by the kernel anyway, so no fault here. */
 static struct {
     uintptr_t entry;
     uintptr_t *auxv_entry;
     char **env_slot;
     char *env_value;
-} trampoline;
+} trampoline __attribute__((section(".data")));
 
 /* The library path is built here when it fits (no mmap needed). */
-static char path_buf[8192];
+static char path_buf[2048] __attribute__((section(".data")));
+
+/* Entry files are read here; untouched pages cost nothing. */
+static char entry_buf[2][NIXLD_ENTRY_MAX + 1];
 
 /* The compiler may emit calls to these even in freestanding code. */
 void *memcpy(void *dst, const void *src, size_t n)
@@ -229,7 +236,7 @@ static void find_auxv_slots(struct context *c)
 
 static void init_ctx(struct context *c, uintptr_t *sp)
 {
-    memset(c, 0, sizeof *c);
+    memset(c, 0, offsetof(struct context, head));
     c->sp = sp;
     c->argc = (long)sp[0];
     c->argv = (char **)(sp + 1);
@@ -314,14 +321,15 @@ static void find_entry(struct context *c)
 {
     if (c->secure)
         return;
-    long n = sys_readlink("/proc/self/exe", c->exe, PATH_BUF);
+    long n = sys_readlink("/proc/self/exe", c->scratch, PATH_BUF);
     if (sys_failed(n) || n <= 0 || n >= PATH_BUF)
         return;
+    c->exe = c->scratch;
     c->exe_len = (size_t)n;
     for (size_t i = 0; i < c->exe_len; i++)
         if (c->exe[i] == '\n')
             return; /* cannot have an entry (FORMAT.md) */
-    char hex[16], file[PATH_BUF];
+    char hex[16], *file = c->scratch + c->exe_len; /* PATH_BUF bytes at least */
     nixld_hex16(nixld_fnv1a64(c->exe, c->exe_len), hex);
 
     int have_dir = 0;
@@ -330,9 +338,9 @@ static void find_entry(struct context *c)
     else if (absolute(c->home.value))
         have_dir = entry_file(file, c->home.value, "/.local/state/nixld/entries", hex);
     if (have_dir)
-        c->have_user = load_entry(c, file, c->entry_buf[0], &c->user, 1);
+        c->have_user = load_entry(c, file, entry_buf[0], &c->user, 1);
     if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
-        c->have_sys = load_entry(c, file, c->entry_buf[1], &c->sys, 0);
+        c->have_sys = load_entry(c, file, entry_buf[1], &c->sys, 0);
 }
 
 /* --- The loader ---------------------------------------------------------- */
@@ -358,9 +366,11 @@ static void elf_map(struct context *c)
         h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
         die("bad loader", c->ld_path, -ENOEXEC);
     size_t size = (size_t)h->e_phnum * sizeof(Elf64_Phdr);
-    if (h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff)
-        memcpy(c->phdrs, c->head + h->e_phoff, size);
-    else if (sys_pread(c->ld_fd, c->phdrs, size, (long)h->e_phoff) != (long)size)
+    if (h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff && h->e_phoff % 8 == 0)
+        c->phdrs = (const Elf64_Phdr *)(c->head + h->e_phoff);
+    else if (sys_pread(c->ld_fd, c->phdr_buf, size, (long)h->e_phoff) == (long)size)
+        c->phdrs = c->phdr_buf;
+    else
         die("bad loader", c->ld_path, -ENOEXEC);
 }
 
@@ -630,11 +640,7 @@ __attribute__((noreturn)) static void run_directly(struct context *c)
 __attribute__((noreturn, used)) void nixld_main(uintptr_t *sp)
 {
     struct context c;
-    char exe[PATH_BUF], entry_bufs[2][NIXLD_ENTRY_MAX + 1];
     init_ctx(&c, sp);
-    c.exe = exe;
-    c.entry_buf[0] = entry_bufs[0];
-    c.entry_buf[1] = entry_bufs[1];
     choose_loader(&c);
     if (!c.at_base || *c.at_base == 0)
         run_directly(&c);
