@@ -88,6 +88,11 @@ COMPAT_32: dict[str, tuple[str, str]] = {
 # binaries carry; GNU (= LINUX) is set by binaries using GNU extensions
 # (IFUNC, unique symbols).
 LINUX_OSABIS = frozenset({"ELFOSABI_SYSV", "ELFOSABI_LINUX", "ELFOSABI_GNU"})
+OSABI_NAMES: dict[str, str] = {
+    "ELFOSABI_FREEBSD": "FreeBSD", "ELFOSABI_NETBSD": "NetBSD", "ELFOSABI_OPENBSD": "OpenBSD",
+    "ELFOSABI_SOLARIS": "Solaris", "ELFOSABI_HPUX": "HP-UX", "ELFOSABI_AIX": "AIX",
+    "ELFOSABI_IRIX": "IRIX", "ELFOSABI_CLOUDABI": "CloudABI",
+}
 
 
 @dataclass(frozen=True)
@@ -580,7 +585,7 @@ def host_compat(info: ElfInfo, host_machine: str | None = None) -> str | None:
     host = host_machine or os.uname().machine
     native = HOST_MACHINES.get(host)
     if info.osabi not in LINUX_OSABIS:
-        osabi = info.osabi.removeprefix("ELFOSABI_")
+        osabi = OSABI_NAMES.get(info.osabi, info.osabi.removeprefix("ELFOSABI_"))
         return f"{osabi} binary: not a Linux program, it cannot run on this system"
     if native is None or (info.machine, info.elf_class) == native:
         return None

@@ -149,6 +149,26 @@ def test_32bit_binary_is_analysed_and_explained(fx: Fixtures) -> None:
     assert host_compat(info, "i686") is None
 
 
+def test_static_32bit_binary_runs_natively(fx: Fixtures) -> None:
+    """The kernel runs a static 32-bit x86 program itself: no loader to find."""
+    need(fx.hello32_static, "needs gcc -m32 -static (gcc-multilib)")
+    assert fx.hello32_static is not None
+    info = elf(fx.hello32_static)
+    assert (info.elf_class, info.is_static) == (32, True)
+    assert host_compat(info, "x86_64") is None
+
+
+def test_non_linux_binary_is_explained(fx: Fixtures, tmp_path: Path) -> None:
+    data = bytearray(fx.static.read_bytes())
+    data[7] = 9  # EI_OSABI: FreeBSD
+    path = tmp_path / "bsd"
+    path.write_bytes(bytes(data))
+    info = elf(path)
+    assert info.osabi == "ELFOSABI_FREEBSD"
+    assert host_compat(info, "x86_64") == (
+        "FreeBSD binary: not a Linux program, it cannot run on this system")
+
+
 def test_aarch64_binary_is_analysed_and_explained(fx: Fixtures) -> None:
     need(fx.hello_arm64, "needs aarch64-linux-gnu-gcc")
     assert fx.hello_arm64 is not None
