@@ -259,18 +259,22 @@ def _nix_delete(store_paths: Iterable[str]) -> list[str]:
     """Delete the valid ones from the store; return those still alive (rooted)."""
     paths = list(store_paths)
     invalid = set(nix.invalid_paths(paths))
-    valid = [p for p in paths if p not in invalid]
+    live = set(_run(["nix-store", "--gc", "--print-live"], error=NixError).split())
+    alive = [p for p in paths if p not in invalid and p in live]
+    dead = [p for p in paths if p not in invalid and p not in live]
+    if dead:  # with the garbage that refers to them (old profile generations)
+        dead = _run(["nix-store", "--query", "--referrers-closure", *dead],
+                    error=NixError).split()
     try:
-        nix.delete_paths(valid)
-    except NixError:  # one of them is alive: delete the others one by one
-        alive = []
-        for path in valid:
+        nix.delete_paths(dead)
+    except NixError:  # rooted meanwhile (another Nix process): one by one
+        for path in dead:
             try:
                 nix.delete_paths([path])
             except NixError:
-                alive.append(path)
-        return alive
-    return []
+                if path in paths:
+                    alive.append(path)
+    return alive
 
 
 def _nix_copy_to_cache(store_paths: Sequence[str], cache_dir: Path) -> None:
