@@ -28,6 +28,10 @@ from .conftest import run_cli
 
 pytestmark = pytest.mark.unit
 
+# Each example writes files: no deadline on a busy machine, tmp_path shared on purpose.
+FILE_TESTS: dict[str, Any] = {
+    "deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+
 ZLIB = StorePath("/nix/store", "0c8ryy4bbbgvc0jxl2k1gjhx4wsidvbp", "zlib-1.3.1",
                  Origin("zlib", "out", True, "x86_64-linux"))
 ZLIB_ENTRIES = [
@@ -164,7 +168,7 @@ entries = st.one_of(
 databases = st.lists(st.tuples(store_paths, st.lists(entries, max_size=12)), max_size=8)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, **FILE_TESTS)
 @given(databases)
 def test_round_trip(tmp_path: Path, items: list[tuple[StorePath, list[FileEntry]]]) -> None:
     db = tmp_path / "files"
@@ -342,7 +346,7 @@ def _read_or_database_error(file: Path) -> None:
         assert "\n" not in str(err)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, **FILE_TESTS)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_after_the_header(tmp_path: Path, data: bytes) -> None:
     db = tmp_path / "files"
@@ -350,7 +354,7 @@ def test_fuzz_random_bytes_after_the_header(tmp_path: Path, data: bytes) -> None
     _read_or_database_error(db)
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=500, **FILE_TESTS)
 @given(st.binary(max_size=300))
 def test_fuzz_random_frcode_inside_valid_zstd(tmp_path: Path, payload: bytes) -> None:
     db = tmp_path / "files"
@@ -372,7 +376,7 @@ def test_fuzz_seed_is_a_valid_database(tmp_path: Path) -> None:
     assert read_all(db)[0][1][3] == FileEntry(b"/lib/libz.so.1", "s", None, b"libz.so.1.3.1")
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=500, **FILE_TESTS)
 @given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=6),
        st.integers(min_value=0))
 def test_fuzz_mutated_valid_database(tmp_path: Path, flips: list[tuple[int, int]],
@@ -385,7 +389,7 @@ def test_fuzz_mutated_valid_database(tmp_path: Path, flips: list[tuple[int, int]
     _read_or_database_error(db)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, **FILE_TESTS)
 @given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=4))
 def test_fuzz_mutated_frcode_payload(tmp_path: Path, flips: list[tuple[int, int]]) -> None:
     payload = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(VALID[12:]))

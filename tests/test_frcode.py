@@ -111,13 +111,13 @@ def _encode(items: list[tuple[bool, bytes, bytes]]) -> bytes:
                     for is_footer, m, p in items)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ops)
 def test_round_trip(items: list[tuple[bool, bytes, bytes]]) -> None:
     assert frcode.decode(_encode(items)) == [(m, p) for _, m, p in items]
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ops, st.lists(st.integers(min_value=0, max_value=5000), max_size=8))
 def test_any_chunking_decodes_the_same(items: list[tuple[bool, bytes, bytes]],
                                         cuts: list[int]) -> None:
@@ -128,7 +128,7 @@ def test_any_chunking_decodes_the_same(items: list[tuple[bool, bytes, bytes]],
     assert decoded == [(m, p) for _, m, p in items]
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=400))
 def test_random_bytes_decode_or_raise_frcode_error(data: bytes) -> None:
     try:
