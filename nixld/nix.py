@@ -96,11 +96,20 @@ def _message_of(line: str) -> str:
 
 
 def _error_line(stderr: str) -> str:
-    """The line of Nix's output that says what went wrong."""
+    """The line of Nix's output that says what went wrong.
+
+    For a failed build, the builder's last log line (printed just before the
+    error) is added: it usually says why.
+    """
     lines = [m for m in map(_message_of, stderr.splitlines()) if m]
-    for line in lines:
+    for i, line in enumerate(lines):
         if line.startswith("error:"):
-            return line.removeprefix("error:").strip()
+            message = line.removeprefix("error:").strip()
+            before = lines[i - 1] if i else ""
+            if message.startswith("builder for") and before and \
+                    not before.startswith(("building '", "/nix/store/")):
+                message += f" (last log line: {before})"
+            return message
     return lines[-1] if lines else "no output"
 
 
@@ -118,11 +127,13 @@ def _run(args: Sequence[str], *, what: str, check: bool = True,
         raise NixError(f"cannot run {args[0]}: {err.strerror}") from None
     out: list[str] = []
     err_lines: list[str] = []
-    reader = threading.Thread(target=lambda: out.append(child.stdout.read()  # type: ignore[union-attr]
-                                                        ), daemon=True)
+    assert child.stdout is not None and child.stderr is not None
+    stdout = child.stdout
+    # stdout drains on a thread while stderr is read line by line here: neither
+    # pipe can fill up and stall Nix.
+    reader = threading.Thread(target=lambda: out.append(stdout.read()), daemon=True)
     reader.start()
     try:
-        assert child.stderr is not None
         for line in child.stderr:
             err_lines.append(line)
             if on_stderr_line is not None:
@@ -305,8 +316,9 @@ class Progress:
             return
         self._last_draw = now
         got = sum(self._transfers.values())
+        # file:// caches report no transfers: then the path count says it all
         size = f", {human_size(got)} of {human_size(self.download_total)}" \
-            if self.download_total else ""
+            if self._transfers and self.download_total else ""
         self.stream.write(f"\r\x1b[Kfetched {self.paths_done}/{self.paths_total} paths{size}")
         self.stream.flush()
 

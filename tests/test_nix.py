@@ -229,6 +229,7 @@ def test_a_failing_build_is_one_clear_error(fake_nixpkgs: Path) -> None:
         nix.build_attr("broken", "out")
     message = str(info.value)
     assert message.startswith("building broken.out from <nixpkgs> failed: builder for")
+    assert message.endswith("failed with exit code 3 (last log line: something went wrong)")
     assert "\n" not in message
 
 
@@ -281,3 +282,18 @@ def test_sigint_mid_realise_stops_nix_and_leaves_the_path_absent(
     # no nix-store child is left behind
     ps = subprocess.run(["ps", "-eo", "args"], check=True, capture_output=True, text=True).stdout
     assert path not in ps
+
+
+def test_progress_line_on_a_terminal(nix_cache: NixCache) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    blob = os.urandom(200 * 1024)
+    path = nix_cache.publish("shown", {"lib/libshown.so.1": blob})
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = pexpect.spawn(sys.executable, ["-c", f"from nixld import nix; nix.realise([{path!r}])"],
+                          env=env, encoding="utf-8", timeout=60)
+    child.expect_exact("nixld-hook: fetching 1 store path (204.8 KiB download)")
+    child.expect_exact("\r\x1b[Kfetched 1/1 paths\r\n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert nix.is_valid(path)
