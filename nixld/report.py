@@ -225,6 +225,9 @@ def _loader_lines(closure: Closure, st: Style) -> list[str]:
     env = closure.env
     source = env.real_loader_source
     where = f"from {source}" if source != "default" else "nix-ld's default"
+    problem = closure.real_loader_problem
+    if closure.real_loader_exists and problem:  # already escaped by the loader module
+        return [f"  real loader: {safe(env.real_loader)} ({where}) {st.red('unusable')}: {problem}"]
     if closure.real_loader_exists:
         glibc = f", glibc {closure.real_loader_glibc}" if closure.real_loader_glibc else ""
         return [f"  real loader: {safe(env.real_loader)} ({where}{glibc})"]
@@ -265,7 +268,8 @@ def _need_label(need: Needed, st: Style, seen: bool) -> str:
     if need.path is None and is_glibc_soname(need.soname):
         return f"{soname} => {st.yellow('not found: part of glibc, comes with the real loader')}"
     if need.path is None:
-        return f"{st.bold(soname)} => {st.red('MISSING')}"
+        error = f" ({need.error})" if need.error else ""  # already escaped by the loader
+        return f"{st.bold(soname)} => {st.red('MISSING')}{error}"
     where = safe(need.path)
     via = f" ({need.via})" if need.via else ""
     label = f"{soname} => {st.dim(where + via)}" if seen else f"{soname} => {where}{st.dim(via)}"
