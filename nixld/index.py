@@ -238,6 +238,8 @@ def build_index(db_file: Path, identity: Identity,
         state.step(len(raw_entries))
         try:
             found = library_files(raw_entries, raw_json)
+            if found:
+                _root_of(raw_json)  # what goes into the index must parse later
         except ValueError as err:
             raise DatabaseError(f"{safe(db_file)}: corrupt nix-index database: {err}") from None
         if found:

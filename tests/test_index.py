@@ -280,6 +280,30 @@ def test_index_agrees_with_a_full_scan_on_random_databases(tmp_path: Path, xdg: 
         assert looked_up[name] == scan_for_soname(db, name)
 
 
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), max_size=4))
+def test_fuzz_index_build_on_mutated_databases(tmp_path: Path, xdg: Path,
+                                               flips: list[tuple[int, int]]) -> None:
+    import zstandard
+
+    clean = tmp_path / "clean"
+    write_database(clean, FIXTURE[2:4])
+    payload = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(
+        clean.read_bytes()[12:]))
+    for pos, value in flips:
+        payload[pos % len(payload)] = value
+    db = tmp_path / "files"
+    db.write_bytes(clean.read_bytes()[:12] + zstandard.ZstdCompressor().compress(bytes(payload)))
+    try:
+        index = SonameIndex.open(db, rebuild=True)
+    except DatabaseError as err:
+        assert "\n" not in str(err)
+        return
+    for providers in index.lookup(["libGL.so.1", "libself.so.1", "libssl.so.3"]).values():
+        assert all(isinstance(p, Provider) for p in providers)
+
+
 # ---------------------------------------------------------------- the command
 
 
