@@ -448,12 +448,41 @@ def test_home_manager_auto_accept_writes_the_config_file(xdg: Path) -> None:
 # tests as the build sandbox runs them, and postFixup's hooks.
 
 
+def sandbox_view() -> list[str]:
+    """bwrap arguments for a view of this machine like the Nix build sandbox's.
+
+    Nix's sandbox has /nix/store, /bin/sh, the build directory, /tmp, /dev and
+    /proc, a PATH of store paths, HOME=/homeless-shelter, and no network.
+    Here: the same, plus what this Python and the host tools standing in for
+    stdenv need to run (their libraries under /usr/lib, stdenv's PATH as
+    /usr/bin bound at /stdenv/bin). Missing, as in Nix: /usr/bin, /bin, /etc,
+    /usr/share, $HOME, the network.
+    """
+    prefix = os.path.realpath(sys.base_prefix)
+    args = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--ro-bind", "/nix", "/nix", "--ro-bind", prefix, prefix,
+            "--ro-bind", "/usr/lib", "/usr/lib", "--ro-bind", "/usr/bin", "/stdenv/bin",
+            "--ro-bind", os.path.realpath("/bin/sh"), "/bin/sh"]
+    for libdir in ("/usr/lib64", "/usr/lib32"):
+        if os.path.isdir(libdir):
+            args += ["--ro-bind", libdir, libdir]
+    for alias in ("/lib", "/lib64"):  # merged /usr: the loader's own path
+        if os.path.islink(alias):
+            args += ["--symlink", os.readlink(alias), alias]
+    args += ["--clearenv", "--setenv", "HOME", "/homeless-shelter", "--setenv", "TMPDIR", "/tmp",
+             "--setenv", "NIX_BUILD_TOP", "/build", "--setenv", "PATH", "/stdenv/bin"]
+    return args
+
+
 def nix_build(attr: str) -> Path:
     need_root()  # builds as root (no build users), to use this machine's Python
     need_tool("nix-build")
+    need_tool("bwrap")
     python = os.path.realpath(sys.executable)
-    expr = (f"let pkgs = import {STUB}/host-pkgs.nix {{ python = {nix_string(python)}; }};"
-            f" in pkgs.callPackage ./nix/{attr}.nix {{ }}")
+    sandbox = " ".join(nix_string(a) for a in sandbox_view())
+    expr = (f"let pkgs = import {STUB}/host-pkgs.nix {{ python = {nix_string(python)};"
+            f" sandbox = [ {sandbox} ]; }}; in pkgs.callPackage ./nix/{attr}.nix {{ }}")
     proc = subprocess.run(
         ["nix-build", "--no-out-link", "--option", "substituters", "",
          "--option", "build-users-group", "", "--expr", expr],

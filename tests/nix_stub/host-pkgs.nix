@@ -7,6 +7,9 @@
 {
   python, # absolute path of a Python with the project's dependencies
   path ? "/usr/bin:/bin",
+  # bwrap arguments that rebuild the sandbox's view of the machine for the
+  # tests (see tests/test_nix_eval.py); [ ] runs them unconfined.
+  sandbox ? [ ],
 }:
 let
   lib = import ./lib.nix;
@@ -48,6 +51,11 @@ let
       }
     );
 
+  # The build directory is /build inside, as in Nix's sandbox.
+  confine = lib.optionalString (sandbox != [ ]) (
+    lib.concatMapStringsSep " " (a: "'${a}'") sandbox + " --bind \"$PWD\" /build --chdir /build --"
+  );
+
   mkDerivation =
     args:
     build "${args.pname}-${args.version}" ''
@@ -67,7 +75,7 @@ let
       printf '%s\n' "#!${python}" \
         "import sys; sys.argv[0] = 'nixld-hook'; sys.path.insert(0, '$site')" \
         "from nixld.cli import main" "sys.exit(main())" > "$out/bin/nixld-hook"
-      ${python} -m pytest -q -p no:cacheprovider $pytestFlagsArray
+      ${confine} ${python} -m pytest -q -p no:cacheprovider $pytestFlagsArray
     '' args;
 
   pkgs = stub // {
