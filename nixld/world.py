@@ -926,6 +926,15 @@ def ensure_world(kind: Kind = "full", *, home: Path | None = None, shim: Path | 
     """
     check_tools(kind)
     home = world_home() if home is None else home
+    try:
+        return _ensure(kind, home, shim, rebuild, progress)
+    except OSError as err:
+        raise WorldError(f"cannot build the test world in {safe(home)}: "
+                         f"{safe(err.strerror or str(err))}") from None
+
+
+def _ensure(kind: Kind, home: Path, shim: Path | None, rebuild: bool,
+            progress: Progress) -> World:
     with _locked(home):
         debs = fetch_debs(required_packages(kind), home / "debs")
         root = home / f"{kind}-{_world_key(kind, debs)}"
@@ -936,16 +945,16 @@ def ensure_world(kind: Kind = "full", *, home: Path | None = None, shim: Path | 
                 shutil.rmtree(old, ignore_errors=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=home))
             try:
-                manifest = build_world(kind, tmp, debs, progress)
-                (tmp / "world.json").write_text(json.dumps(manifest, indent=1))
-                # gc roots name the directory they are in: re-point them after the move.
+                manifest = _relocated(build_world(kind, tmp, debs, progress), tmp, root)
                 os.replace(tmp, root)
-                manifest = _relocated(manifest, tmp, root)
-                (root / "world.json").write_text(json.dumps(manifest, indent=1))
-                _nix_add_root(manifest["glibc"], root / "gcroots" / "glibc")
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            # The gc root names the directory it is in: make it again after the move.
+            _nix_add_root(manifest["glibc"], root / "gcroots" / "glibc")
+            # Written last: a world.json means a complete world.
+            (root / ".world.json.tmp").write_text(json.dumps(manifest, indent=1))
+            os.replace(root / ".world.json.tmp", root / "world.json")
         world = _load(root, manifest, shim)
         ensure_loader_link(world.loader_link, world.glibc)
         reset_store(world)

@@ -391,3 +391,13 @@ def test_dlopen_tool_runs_after_resolve_with(world: w.World,
     done = run_cli("run", tool, env=world_env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("dlopen-tool: ok zlib")
+
+
+def test_demo_in_an_unusable_place_says_so_in_one_line() -> None:
+    from tests.conftest import need_tool, run_cli
+
+    need_tool("nix-store")
+    res = run_cli("demo", env=dict(os.environ, NIXLD_WORLD_HOME="/proc/nixld-no-such-dir"))
+    assert res.returncode == 1
+    assert res.stderr == ("nixld-hook: error: cannot build the test world in "
+                          "/proc/nixld-no-such-dir: No such file or directory\n")

@@ -76,8 +76,9 @@ def describe(world: world_mod.World, seconds: float, built: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     home = world_mod.world_home()
     demo_home = home / "demo-home"
-    shutil.rmtree(demo_home, ignore_errors=True)  # its profile roots go with it
-    demo_home.mkdir(parents=True)
+    # The last demo's profile goes first: then its store paths are no longer
+    # rooted, and ensure_world deletes them again for a real substitution.
+    shutil.rmtree(demo_home, ignore_errors=True)
     say(f"nixld-hook demo: building or reusing a NixOS-like world in {safe(home)}")
     start = time.monotonic()
     built: list[str] = []
@@ -88,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
     world = world_mod.ensure_world("small", home=home, rebuild=args.rebuild, progress=progress)
     describe(world, time.monotonic() - start, bool(built))
+    try:
+        demo_home.mkdir(parents=True)
+    except OSError as err:
+        raise world_mod.WorldError(f"cannot create {safe(demo_home)}: {err.strerror}") from None
     env = world.env(demo_home)
     binary = str(world.binaries[BINARY])
 
