@@ -10,10 +10,8 @@ shell) sees the old file or the new one, never half of one, Ctrl-C included.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +234,8 @@ def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def _write_atomic(directory: Path, target: Path, data: bytes, mode: int) -> None:
+    import tempfile
+
     fd = -1
     tmp = ""
     try:
@@ -383,6 +383,8 @@ def remove_entry(path: str | os.PathLike[str]) -> bool:
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
+    import hashlib  # not needed by `run`, which starts programs and should be quick
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

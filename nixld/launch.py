@@ -9,7 +9,6 @@ so the program's children do not inherit the list (as with the shim).
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,13 +16,13 @@ from nixld import entries, paths
 from nixld.errors import BadInputError, NixldError
 from nixld.text import safe
 
-# platform.machine() -> the Nix system name with `-` as `_` (FORMAT.md).
+# uname's machine -> the Nix system name with `-` as `_` (FORMAT.md).
 _SYSTEMS = {"x86_64": "x86_64_linux", "amd64": "x86_64_linux",
             "aarch64": "aarch64_linux", "arm64": "aarch64_linux"}
 
 
 def system_suffix(machine: str | None = None) -> str:
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     return _SYSTEMS.get(machine, f"{machine}_linux")
 
 
