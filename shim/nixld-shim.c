@@ -56,9 +56,15 @@ struct env_var {
     const char *value;
 };
 
+/* A growing "LD_LIBRARY_PATH=..." string. */
+struct path {
+    char *buf;
+    size_t len, cap;
+};
+
 /* Everything the shim learns, filled once, then read by the steps of main.
- * Only the part before `head` is zeroed: every page of stack we touch costs
- * a page fault, and this runs before every foreign program. */
+ * Only the part before `io` is zeroed: every page of stack touched costs a
+ * page fault, and this runs before every foreign program starts. */
 struct context {
     uintptr_t *sp; /* the start block: argc, argv..., 0, envp..., 0, auxv */
     long argc;
@@ -73,28 +79,28 @@ struct context {
     struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
     struct env_var ld_library_path, xdg_state_home, home;
 
-    const char *exe; /* the executable's canonical path, in scratch */
+    const char *exe; /* the executable's canonical path, in io.names */
     size_t exe_len;
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
-    int have_user, have_sys;
+    struct path path;
 
     const char *ld_path;
     int ld_fd;
     Elf64_Ehdr ehdr;
-    const Elf64_Phdr *phdrs;
+    const Elf64_Phdr *phdrs; /* in io.head */
     uintptr_t ld_bias, ld_entry;
-    char *library_path; /* "LD_LIBRARY_PATH=..." */
 
-    /* Not zeroed: each is written before it is read. */
-    _Alignas(8) char head[1024]; /* the loader's first bytes: header and phdrs */
-    char scratch[2 * PATH_BUF];  /* the executable's path, then an entry's file name */
+    /* Not zeroed; the entry lookup is done with `names` before the loader's
+     * headers are read into `head`. */
+    union {
+        char names[2 * PATH_BUF]; /* the executable's path, then an entry's file name */
+        _Alignas(8) char head[sizeof(Elf64_Ehdr) + MAX_PHDRS * sizeof(Elf64_Phdr)];
+    } io;
     struct statx identity;
-    Elf64_Phdr phdr_buf[MAX_PHDRS];
-    struct nixld_entry user, sys;
 };
 
 /* What the trampoline needs once the loader is done. In .data, not .bss: the
- * page after .dynamic is written by the kernel anyway, so no fault here. */
+ * kernel writes to the page after .dynamic anyway, so this costs no fault. */
 static struct {
     uintptr_t entry;
     uintptr_t *auxv_entry;
@@ -102,17 +108,16 @@ static struct {
     char *env_value;
 } trampoline __attribute__((section(".data")));
 
-/* The library path is built here when it fits (no mmap needed). */
+/* The library path, when it fits (else it is moved to an mmap). */
 static char path_buf[2048] __attribute__((section(".data")));
-
-/* Entry files are read here; untouched pages cost nothing. */
-static char entry_buf[2][NIXLD_ENTRY_MAX + 1];
 
 /* The compiler may emit calls to these even in freestanding code. */
 void *memcpy(void *dst, const void *src, size_t n)
 {
     char *d = dst;
     const char *s = src;
+    for (; n >= 8; n -= 8, d += 8, s += 8)
+        __builtin_memcpy(d, s, 8); /* one unaligned 8-byte move */
     while (n--)
         *d++ = *s++;
     return dst;
@@ -121,6 +126,9 @@ void *memcpy(void *dst, const void *src, size_t n)
 void *memset(void *dst, int c, size_t n)
 {
     char *d = dst;
+    uint64_t word = 0x0101010101010101ULL * (unsigned char)c;
+    for (; n >= 8; n -= 8, d += 8)
+        __builtin_memcpy(d, &word, 8);
     while (n--)
         *d++ = (char)c;
     return dst;
@@ -236,7 +244,7 @@ static void find_auxv_slots(struct context *c)
 
 static void init_ctx(struct context *c, uintptr_t *sp)
 {
-    memset(c, 0, offsetof(struct context, head));
+    memset(c, 0, offsetof(struct context, io));
     c->sp = sp;
     c->argc = (long)sp[0];
     c->argv = (char **)(sp + 1);
@@ -278,26 +286,32 @@ static int identity_matches(struct context *c, const struct nixld_entry *e)
            e->mtime_sec == st->stx_mtime.tv_sec && e->mtime_nsec == st->stx_mtime.tv_nsec;
 }
 
-/* Reads and checks one entry file; 1 if it applies to this executable. */
-static int load_entry(struct context *c, const char *file, char *buf, struct nixld_entry *e,
-                      int need_identity)
+static void path_add(struct context *c, const char *s, size_t n);
+
+/* Reads and checks one entry file; if it applies to this executable, appends
+ * its dirs to the library path. The buffers live in this frame only: their
+ * pages are touched only when an entry file exists. */
+static void load_entry(struct context *c, const char *file, int need_identity)
 {
+    char buf[NIXLD_ENTRY_MAX + 1];
+    struct nixld_entry e;
     long fd = sys_open(file);
     if (sys_failed(fd))
-        return 0;
+        return;
     size_t len = 0;
     long n;
     while (len <= NIXLD_ENTRY_MAX &&
            (n = sys_read((int)fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
         len += (size_t)n;
     sys_close((int)fd);
-    if (!nixld_parse_entry(buf, len, e))
-        return 0;
-    if (e->path.len != c->exe_len || !mem_eq(e->path.ptr, c->exe, c->exe_len))
-        return 0; /* a hash collision */
-    if (!e->has_identity)
-        return !need_identity;
-    return identity_matches(c, e);
+    if (!nixld_parse_entry(buf, len, &e))
+        return;
+    if (e.path.len != c->exe_len || !mem_eq(e.path.ptr, c->exe, c->exe_len))
+        return; /* a hash collision */
+    if (e.has_identity ? !identity_matches(c, &e) : need_identity)
+        return;
+    for (size_t i = 0; i < e.ndirs; i++)
+        path_add(c, e.dirs[i].ptr, e.dirs[i].len);
 }
 
 /* `<dir><sub>/<16 hex>.entry` into out; 0 if it does not fit. */
@@ -317,20 +331,22 @@ static int entry_file(char *out, const char *dir, const char *sub, const char he
 
 static int absolute(const char *s) { return s && s[0] == '/'; }
 
+/* Appends the dirs of the matching per-user entry, then of the system one. */
 static void find_entry(struct context *c)
 {
     if (c->secure)
         return;
-    long n = sys_readlink("/proc/self/exe", c->scratch, PATH_BUF);
+    char *exe = c->io.names;
+    long n = sys_readlink("/proc/self/exe", exe, PATH_BUF);
     if (sys_failed(n) || n <= 0 || n >= PATH_BUF)
         return;
-    c->exe = c->scratch;
+    c->exe = exe;
     c->exe_len = (size_t)n;
     for (size_t i = 0; i < c->exe_len; i++)
-        if (c->exe[i] == '\n')
+        if (exe[i] == '\n')
             return; /* cannot have an entry (FORMAT.md) */
-    char hex[16], *file = c->scratch + c->exe_len; /* PATH_BUF bytes at least */
-    nixld_hex16(nixld_fnv1a64(c->exe, c->exe_len), hex);
+    char hex[16], *file = exe + c->exe_len; /* PATH_BUF bytes at least */
+    nixld_hex16(nixld_fnv1a64(exe, c->exe_len), hex);
 
     int have_dir = 0;
     if (absolute(c->xdg_state_home.value))
@@ -338,9 +354,9 @@ static void find_entry(struct context *c)
     else if (absolute(c->home.value))
         have_dir = entry_file(file, c->home.value, "/.local/state/nixld/entries", hex);
     if (have_dir)
-        c->have_user = load_entry(c, file, entry_buf[0], &c->user, 1);
+        load_entry(c, file, 1);
     if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
-        c->have_sys = load_entry(c, file, entry_buf[1], &c->sys, 0);
+        load_entry(c, file, 0);
 }
 
 /* --- The loader ---------------------------------------------------------- */
@@ -357,19 +373,20 @@ static void open_ld(struct context *c)
 static void elf_map(struct context *c)
 {
     Elf64_Ehdr *h = &c->ehdr;
-    long n = sys_pread(c->ld_fd, c->head, sizeof c->head, 0);
+    char *head = c->io.head;
+    long n = sys_pread(c->ld_fd, head, sizeof c->io.head, 0);
     if (n < (long)sizeof *h)
         die("bad loader", c->ld_path, -ENOEXEC);
-    memcpy(h, c->head, sizeof *h);
+    memcpy(h, head, sizeof *h);
     if (!mem_eq((const char *)h->e_ident, "\177ELF\2\1", 6) || h->e_type != ET_DYN ||
         h->e_machine != NIXLD_EM_SELF || h->e_phentsize != sizeof(Elf64_Phdr) ||
         h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
         die("bad loader", c->ld_path, -ENOEXEC);
     size_t size = (size_t)h->e_phnum * sizeof(Elf64_Phdr);
-    if (h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff && h->e_phoff % 8 == 0)
-        c->phdrs = (const Elf64_Phdr *)(c->head + h->e_phoff);
-    else if (sys_pread(c->ld_fd, c->phdr_buf, size, (long)h->e_phoff) == (long)size)
-        c->phdrs = c->phdr_buf;
+    if (h->e_phoff % 8 == 0 && h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff)
+        c->phdrs = (const Elf64_Phdr *)(head + h->e_phoff);
+    else if (sys_pread(c->ld_fd, head, size, (long)h->e_phoff) == (long)size)
+        c->phdrs = (const Elf64_Phdr *)head; /* the header was copied out */
     else
         die("bad loader", c->ld_path, -ENOEXEC);
 }
@@ -471,6 +488,41 @@ static void elf_load(struct context *c)
 
 /* --- The library path ----------------------------------------------------- */
 
+static void path_start(struct context *c)
+{
+    c->path.buf = path_buf;
+    c->path.cap = sizeof path_buf;
+    put_str(path_buf, LD_LIBRARY_PATH_EQ);
+    c->path.len = sizeof LD_LIBRARY_PATH_EQ - 1;
+}
+
+/* Appends one part, with a ':' unless the list so far is empty or ends in
+ * one (as nix-ld joins); moves to a bigger mmap when it does not fit. */
+static void path_add(struct context *c, const char *s, size_t n)
+{
+    struct path *p = &c->path;
+    if (n == 0)
+        return;
+    if (p->len + n + 2 > p->cap) {
+        size_t cap = page_up(2 * (p->len + n + 2), c->pagesz);
+        long r = sys_mmap(0, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (sys_failed(r))
+            die("cannot build the library path for", c->ld_path, r);
+        memcpy((char *)r, p->buf, p->len);
+        if (p->buf != path_buf)
+            sys_munmap(p->buf, p->cap);
+        p->buf = (char *)r;
+        p->cap = cap;
+    }
+    if (p->len > sizeof LD_LIBRARY_PATH_EQ - 1 && p->buf[p->len - 1] != ':')
+        p->buf[p->len++] = ':';
+    memcpy(p->buf + p->len, s, n);
+    p->len += n;
+    p->buf[p->len] = 0;
+}
+
+/* `NIX_LD_LIBRARY_PATH_<system>`, else `NIX_LD_LIBRARY_PATH`, else the
+ * default; empty means unset. */
 static const char *nix_library_path(const struct context *c)
 {
     if (c->nix_ld_library_path_sys.value && *c->nix_ld_library_path_sys.value)
@@ -480,53 +532,14 @@ static const char *nix_library_path(const struct context *c)
     return NIXLD_DEFAULT_LIBRARY_PATH;
 }
 
-/* Appends one part, with a ':' unless the list so far is empty or ends in one. */
-static char *add_part(char *p, const char *start, const char *s, size_t n)
-{
-    if (n == 0)
-        return p;
-    if (p > start && p[-1] != ':')
-        *p++ = ':';
-    return put(p, s, n);
-}
-
-static char *add_dirs(char *p, const char *start, const struct nixld_entry *e)
-{
-    for (size_t i = 0; i < e->ndirs; i++)
-        p = add_part(p, start, e->dirs[i].ptr, e->dirs[i].len);
-    return p;
-}
-
-static size_t dirs_len(const struct nixld_entry *e, int have)
-{
-    size_t n = 0;
-    for (size_t i = 0; have && i < e->ndirs; i++)
-        n += e->dirs[i].len + 1;
-    return n;
-}
-
-/* "LD_LIBRARY_PATH=E_user:E_sys:$LD_LIBRARY_PATH:NIX_LD_LIBRARY_PATH". */
+/* After the entries' dirs: $LD_LIBRARY_PATH, then NIX_LD_LIBRARY_PATH. */
 static void build_library_path(struct context *c)
 {
-    const char *user = c->ld_library_path.value ? c->ld_library_path.value : "";
+    const char *user = c->ld_library_path.value;
+    if (user)
+        path_add(c, user, str_len(user));
     const char *nix = nix_library_path(c);
-    size_t user_len = str_len(user), nix_len = str_len(nix);
-    size_t size = sizeof LD_LIBRARY_PATH_EQ + dirs_len(&c->user, c->have_user) +
-                  dirs_len(&c->sys, c->have_sys) + user_len + 1 + nix_len + 1;
-    long r = (long)path_buf;
-    if (size > sizeof path_buf)
-        r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (sys_failed(r))
-        die("cannot build the library path for", c->ld_path, r);
-    char *start = put_str((char *)r, LD_LIBRARY_PATH_EQ), *p = start;
-    if (c->have_user)
-        p = add_dirs(p, start, &c->user);
-    if (c->have_sys)
-        p = add_dirs(p, start, &c->sys);
-    p = add_part(p, start, user, user_len);
-    p = add_part(p, start, nix, nix_len);
-    *p = 0;
-    c->library_path = (char *)r;
+    path_add(c, nix, str_len(nix));
 }
 
 /* --- The start block ------------------------------------------------------ */
@@ -577,7 +590,7 @@ static void set_library_path(struct context *c)
         trampoline.env_value = (char *)empty;
     }
     trampoline.env_slot = slot;
-    *slot = c->library_path;
+    *slot = c->path.buf;
 }
 
 /* Called by the trampoline on the program's stack, after the loader. */
@@ -621,6 +634,7 @@ __attribute__((noreturn)) static void run_directly(struct context *c)
             "NIX_LD_LIBRARY_PATH (default " NIXLD_DEFAULT_LIBRARY_PATH ").\n");
         sys_exit(1);
     }
+    path_start(c);
     build_library_path(c);
     size_t size = (c->envc + 2) * sizeof(char *);
     long r = sys_mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -630,9 +644,9 @@ __attribute__((noreturn)) static void run_directly(struct context *c)
     for (size_t i = 0; i < c->envc; i++)
         env[i] = c->envp[i];
     if (c->ld_library_path.slot)
-        env[c->ld_library_path.slot - c->envp] = c->library_path;
+        env[c->ld_library_path.slot - c->envp] = c->path.buf;
     else
-        env[c->envc] = c->library_path;
+        env[c->envc] = c->path.buf;
     r = sys_execve(c->ld_path, c->argv, env);
     die("cannot run loader", c->ld_path, r);
 }
@@ -644,6 +658,7 @@ __attribute__((noreturn, used)) void nixld_main(uintptr_t *sp)
     choose_loader(&c);
     if (!c.at_base || *c.at_base == 0)
         run_directly(&c);
+    path_start(&c);
     find_entry(&c);
     open_ld(&c);
     elf_map(&c);
