@@ -12,7 +12,8 @@ directory (number of direct entries), `<target>s` symlink (target bytes, as
 stored, relative or absolute).
 
 Every problem with the file is a DatabaseError whose one line names the file.
-zstandard is imported only when the stream is actually read or written.
+zstandard and the frcode codec are imported only when the stream is actually
+read or written: the soname index's warm path uses only the data types here.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from nixld import frcode
 from nixld.errors import DatabaseError
 from nixld.text import safe
 
 if TYPE_CHECKING:
     from typing import IO
+
+    from nixld import frcode
 
 MAGIC = b"NIXI"
 FORMAT_VERSION = 1
@@ -163,6 +165,8 @@ def iter_raw(file: Path) -> Iterator[RawBlock]:
 
     The fast path for whole-database passes: no per-entry objects are built.
     """
+    from nixld import frcode  # not on the warm path (the soname index needs none of it)
+
     decoder = frcode.Decoder()
     entries: list[tuple[bytes, bytes]] = []
     try:
@@ -306,6 +310,8 @@ def write_database(file: Path,
 
     file = Path(file)
     tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+    from nixld import frcode
+
     encoder = frcode.Encoder()
     compressor = zstandard.ZstdCompressor(level=level, threads=-1)
     try:

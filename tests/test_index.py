@@ -247,13 +247,14 @@ def test_corrupt_database_fails_the_build_and_leaves_no_index(tmp_path: Path,
     assert not index_file(db).parent.exists() or list(index_file(db).parent.iterdir()) == []
 
 
-def test_warm_lookup_imports_no_zstandard(db: Path) -> None:
+def test_warm_lookup_imports_no_zstandard_nor_the_codec(db: Path) -> None:
     open_index(db)
     code = ("import sys; from nixld.index import SonameIndex; "
             f"i = SonameIndex.open({str(db)!r}); "
             "assert len(i.lookup(['libz.so.1'])['libz.so.1']) == 2; "
             "assert 'zstandard' not in sys.modules, 'zstandard imported'; "
-            "assert 'elftools' not in sys.modules")
+            "assert 'elftools' not in sys.modules; "
+            "assert 'nixld.frcode' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
