@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -64,16 +63,19 @@ def child_env(cache: Path) -> dict[str, str]:
 
 
 def measure_build(db_dir: Path, env: dict[str, str], runs: int) -> tuple[list[float], int]:
-    """Wall times of `index --rebuild` and the largest child peak RSS (bytes)."""
-    times = []
+    """Wall times of `index --rebuild` and the largest peak RSS (bytes) among the runs."""
+    times, peak = [], 0
     for _ in range(runs):
         start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "nixld", "index", "--db", str(db_dir),
-                        "--rebuild"], env=env, check=True, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "nixld", "index", "--db", str(db_dir),
+                                 "--rebuild"], env=env, stdout=subprocess.DEVNULL)
+        # wait4 gives this child's own rusage; ru_maxrss is in KiB on Linux.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         times.append(time.monotonic() - start)
-    # ru_maxrss of children: the peak of the largest child waited for so far (KiB).
-    # Nothing else has been run by this process yet, so it is the build's.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        if proc.returncode:
+            sys.exit(f"index build failed with exit status {proc.returncode}")
+        peak = max(peak, usage.ru_maxrss * 1024)
     return times, peak
 
 
