@@ -492,9 +492,14 @@ def profile_remove(profile: Path, store_paths: Sequence[str]) -> None:
         _profile_run(profile, ["-e", *paths], what="removing from the profile")
 
 
+def profile_generations(profile: Path) -> list[Path]:
+    """The generation links nix-env keeps beside the profile (`NAME-N-link`)."""
+    return sorted(profile.parent.glob(f"{profile.name}-*-link"))
+
+
 def profile_delete_old_generations(profile: Path) -> None:
     """Old generations keep their paths alive: drop all but the current one."""
-    if os.path.lexists(profile):
+    if len(profile_generations(profile)) > 1:
         _profile_run(profile, ["--delete-generations", "old"],
                      what="deleting old profile generations")
 
