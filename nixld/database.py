@@ -139,13 +139,12 @@ def decompressed_chunks(file: Path) -> Iterator[bytes]:
                     break
                 seen_data = True
                 while data:
+                    if obj.eof:  # a stream may hold several frames
+                        obj = decompressor.decompressobj()
                     chunk = obj.decompress(data)
                     if chunk:
                         yield chunk
-                    # A stream may hold several frames: go on with what is left.
                     data = obj.unused_data if obj.eof else b""
-                    if data:
-                        obj = decompressor.decompressobj()
             if not seen_data:
                 raise _corrupt(file, "no data after the header (truncated)")
             if not obj.eof:

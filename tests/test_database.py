@@ -13,7 +13,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nixld import frcode
+from nixld import database, frcode
 from nixld.database import (
     FileEntry,
     Origin,
@@ -114,13 +114,18 @@ def test_origin_system_may_be_null_absent_or_a_string(tmp_path: Path, origin_jso
                              [FileEntry(b"", "r", 1)])]
 
 
-def test_reads_a_stream_of_several_zstd_frames(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_size", [1, 7, 0, 1 << 17])
+def test_reads_a_stream_of_several_zstd_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               read_size: int) -> None:
     enc = frcode.Encoder()
     first = enc.line(b"1d", b"") + enc.footer(b"p", store_path_json(ZLIB))
     second = enc.line(b"5r", b"") + enc.footer(b"p", store_path_json(ZLIB))
     c = zstandard.ZstdCompressor()
+    frames = c.compress(first), c.compress(second)
+    # 0: reads that end exactly where the first frame ends
+    monkeypatch.setattr(database, "READ_SIZE", read_size or len(frames[0]))
     db = tmp_path / "files"
-    db.write_bytes(b"NIXI" + struct.pack("<Q", 1) + c.compress(first) + c.compress(second))
+    db.write_bytes(b"NIXI" + struct.pack("<Q", 1) + b"".join(frames))
     assert [e for _, e in read_all(db)] == [[FileEntry(b"", "d", 1)], [FileEntry(b"", "r", 5)]]
 
 
