@@ -73,6 +73,9 @@ class Outcome:
     answer: Answer | None = None
     entries: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Dirs asked for with --with: loaded with dlopen, so no closure shows them.
+    always_dirs: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)  # the final search order
 
     @property
     def still_missing(self) -> list[str]:
@@ -274,6 +277,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
     outcome = Outcome(list(targets), picked, [])
     overrides: dict[str, Candidate | None] | None = None
     extra = _with_requests(opts, rep, dirs, picked)
+    outcome.always_dirs.extend(dirs[len(start_dirs):])
     for round_no in range(1, MAX_ROUNDS + 1):
         outcome.analyses = _analyse_all(targets, dirs, opts.db)
         ranking = _rank_all(outcome.analyses, opts.db, exclude)
@@ -294,6 +298,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                         "turn off in the config file)")
         new = [p for p in _picks_from(ranking, overrides if round_no == 1 else None)
                if p.store_path not in {q.store_path for q in picked}]
+        forced = {p.store_path for p in extra}
         new += extra
         extra = []
         if not new:
@@ -308,11 +313,35 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
         for pick in got:
             picked.append(pick)
             if pick.lib_dir not in dirs:
-                dirs.append(pick.lib_dir)
+                dirs.insert(_insert_position(pick, outcome.analyses, dirs), pick.lib_dir)
+            if pick.store_path in forced:
+                outcome.always_dirs.append(pick.lib_dir)
         if not got and not any(ranking.choices.values()):
             break
     outcome.analyses = _analyse_all(targets, dirs, opts.db)
+    outcome.dirs = dirs
     return outcome
+
+
+def _insert_position(pick: Picked, analyses: Sequence[Analysis], dirs: Sequence[str]) -> int:
+    """Where a pick's lib/ goes in the search order.
+
+    Normally last. But a pick that replaces a library found with a version it
+    lacks (an older copy chosen in an earlier round, before its versions could
+    be read) must come before the dir that holds that older copy, or the
+    loader keeps finding the old one first.
+    """
+    position = len(dirs)
+    for analysis in analyses:
+        if analysis.closure is None:
+            continue
+        for need in analysis.closure.needed:
+            if need.soname not in pick.sonames or not need.path or not need.version_problems:
+                continue
+            for i, d in enumerate(dirs):
+                if need.path.startswith(d.rsplit("/lib", 1)[0] + "/"):
+                    position = min(position, i)
+    return position
 
 
 def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
@@ -355,16 +384,13 @@ def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
 # ---------------------------------------------------------------- entries
 
 
-def _entry_dirs(analysis: Analysis, dirs: Sequence[str]) -> list[str]:
-    """The chosen dirs this binary's closure really loads from, in order."""
+def _entry_dirs(analysis: Analysis, dirs: Sequence[str], always: Sequence[str]) -> list[str]:
+    """The chosen dirs this binary's closure loads from (and --with's), in order."""
     if analysis.closure is None:
         return []
     used = [n for n in analysis.closure.needed if n.via == "entry" and n.path]
-    keep = []
-    for d in dirs:
-        if any(os.path.exists(os.path.join(d, n.soname)) for n in used):
-            keep.append(d)
-    return keep
+    return [d for d in dirs
+            if d in always or any(os.path.exists(os.path.join(d, n.soname)) for n in used)]
 
 
 def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
@@ -374,7 +400,7 @@ def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
     written = []
     for analysis in outcome.analyses:
         target = os.path.realpath(analysis.path)
-        own = _entry_dirs(analysis, dirs)
+        own = _entry_dirs(analysis, dirs, outcome.always_dirs)
         sonames = tuple(
             (n.soname, n.path or "") for n in (analysis.closure.needed if analysis.closure else [])
             if n.via == "entry")
@@ -450,8 +476,7 @@ def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
             return ExitCode.FAILURE, outcome
         if opts.dry_run:
             return ExitCode.OK, outcome
-        dirs = [p.lib_dir for p in outcome.picked]
-        dirs = [*start, *[d for d in dirs if d not in start]]
+        dirs = outcome.dirs
         if outcome.picked or start:
             from nixld import profile
 

@@ -364,9 +364,6 @@ def test_shimmed_binary_runs_by_itself_after_resolve(world: w.World,
     assert (done.returncode, done.stdout.strip()) == (0, "jq-1.6"), done.stderr
 
 
-@pytest.mark.xfail(reason="known: round 1 takes libfoo-1.1 (it also covers libbar) before its "
-                   "versions are checked, and its dir then stays ahead of libfoo-1.2's",
-                   strict=False)
 def test_version_trap_resolves_to_the_newer_libfoo(world: w.World,
                                                    world_env: dict[str, str]) -> None:
     from tests.conftest import run_cli
@@ -378,8 +375,6 @@ def test_version_trap_resolves_to_the_newer_libfoo(world: w.World,
     assert (done.returncode, done.stdout.strip()) == (0, "foo-tool: ok 10"), done.stderr
 
 
-@pytest.mark.xfail(reason="known: resolve --with installs zlib but writes no `dir` for it "
-                   "into the entry", strict=False)
 def test_dlopen_tool_runs_after_resolve_with(world: w.World,
                                              world_env: dict[str, str]) -> None:
     from tests.conftest import run_cli
