@@ -21,6 +21,8 @@ from nixld.errors import StateError
 from tests.conftest import REPO
 
 FORMAT_MD = (REPO / "shim" / "FORMAT.md").read_text()
+pytestmark = pytest.mark.unit  # files in tmp dirs only: no Nix, no root, no compiler
+
 ZLIB = "/nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-zlib-1.3.1"
 
 
@@ -49,14 +51,12 @@ def sample(path: str = "/home/alice/bin/tool", **kw: object) -> Entry:
 # ---------------------------------------------------------------- the contract
 
 
-@pytest.mark.unit
 def test_key_matches_format_md_examples() -> None:
     assert entries.key_for("/usr/bin/true") == "a7d497c60831a2bb"
     assert entries.key_for("") == "cbf29ce484222325"
     assert "a7d497c60831a2bb.entry" in FORMAT_MD
 
 
-@pytest.mark.unit
 def test_format_md_example_parses() -> None:
     entry = entries.parse_entry(format_example())
     assert entry is not None
@@ -68,7 +68,6 @@ def test_format_md_example_parses() -> None:
     assert entry.packages == (PackageRef(ZLIB, "zlib", "out"),)
 
 
-@pytest.mark.unit
 def test_format_is_what_format_md_shows() -> None:
     entry = entries.parse_entry(format_example())
     assert entry is not None
@@ -76,7 +75,6 @@ def test_format_is_what_format_md_shows() -> None:
     assert entries.format_entry(entry) == format_example()
 
 
-@pytest.mark.unit
 def test_paths_mirror_format_md() -> None:
     assert f"`{paths.SYSTEM_ENTRIES_DIR}/`" in FORMAT_MD
     assert "`$XDG_STATE_HOME/nixld/entries/`" in FORMAT_MD
@@ -103,7 +101,6 @@ BAD = {
 }
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("breakage", sorted(BAD))
 def test_entries_breaking_a_rule_are_ignored_whole(breakage: str) -> None:
     data = BAD[breakage](format_example())
@@ -111,7 +108,6 @@ def test_entries_breaking_a_rule_are_ignored_whole(breakage: str) -> None:
     assert entries.parse_entry(data) is None
 
 
-@pytest.mark.unit
 def test_unknown_keys_are_skipped_and_no_identity_is_allowed() -> None:
     data = b"nixld-entry 1\npath /opt/x\nfuture_key whatever\ndir /a\nend\n"
     entry = entries.parse_entry(data)
@@ -121,7 +117,6 @@ def test_unknown_keys_are_skipped_and_no_identity_is_allowed() -> None:
 path_bytes = st.binary(min_size=1, max_size=60).filter(lambda b: b"\n" not in b and b"\r" not in b)
 
 
-@pytest.mark.unit
 @settings(max_examples=200, deadline=None)
 @given(name=path_bytes,
        dirs=st.lists(path_bytes.filter(lambda b: b":" not in b), max_size=5),
@@ -132,14 +127,12 @@ def test_round_trip(name: bytes, dirs: list[bytes], ident: tuple[int, int, int, 
     assert entries.parse_entry(entries.format_entry(entry)) == entry
 
 
-@pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_parse_never_raises(data: bytes) -> None:
     entries.parse_entry(b"nixld-entry 1\n" + data)
 
 
-@pytest.mark.unit
 def test_what_the_format_cannot_say_is_refused() -> None:
     with pytest.raises(StateError, match="line break"):
         entries.format_entry(sample(path="/a\nb"))

@@ -171,6 +171,7 @@ def test_a_read_only_state_dir_is_one_clear_error(world: dict[str, str]) -> None
 # ---------------------------------------------------------------- upgrade (the lead's)
 
 
+@pytest.mark.unit
 def test_upgrade_parses_and_delegates(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nixld import resolve
 
@@ -186,6 +187,7 @@ def test_upgrade_parses_and_delegates(xdg: Path, monkeypatch: pytest.MonkeyPatch
     assert calls == [(["/a", "/b"], True), ([], False)]
 
 
+@pytest.mark.unit
 def test_upgrade_without_the_resolver_says_so(xdg: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from nixld import resolve
@@ -233,6 +235,7 @@ def test_two_lockers_serialise_and_the_second_says_whom_it_waits_for(
     assert [e.path for _, e in entries.all_entries()] == [world["b"]]
 
 
+@pytest.mark.unit
 def test_the_lock_is_reentrant_in_one_process(xdg: Path) -> None:
     with lock.state_lock(), lock.state_lock():
         assert lock.lock_file().read_text() == f"{os.getpid()}\n"
