@@ -30,7 +30,7 @@
 #define LD_LIBRARY_PATH_EQ "LD_LIBRARY_PATH="
 
 enum { AT_NULL = 0, AT_PHDR = 3, AT_PHNUM = 5, AT_PAGESZ = 6, AT_BASE = 7, AT_ENTRY = 9,
-       AT_SECURE = 23 };
+       AT_SECURE = 23, AT_EXECFN = 31 };
 
 typedef struct {
     unsigned char e_ident[16];
@@ -75,12 +75,14 @@ struct context {
     uintptr_t *at_base, *at_entry; /* value words inside auxv */
     uintptr_t pagesz;
     int secure;
+    const char *execfn; /* AT_EXECFN: the path execve was given */
 
     struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
     struct env_var ld_library_path, xdg_state_home, home;
 
     const char *exe; /* the executable's canonical path, in io.names */
     size_t exe_len;
+    int exe_fd; /* O_PATH to exe when found by its AT_EXECFN, else -1 */
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
     struct path path;
 
@@ -236,6 +238,7 @@ static void find_auxv_slots(struct context *c)
         case AT_ENTRY: c->at_entry = &a[1]; break;
         case AT_PAGESZ: c->pagesz = a[1]; break;
         case AT_SECURE: c->secure = a[1] != 0; break;
+        case AT_EXECFN: c->execfn = (const char *)a[1]; break;
         default: break;
         }
     }
@@ -274,8 +277,12 @@ static void choose_loader(struct context *c)
 
 static int identity_matches(struct context *c, const struct nixld_entry *e)
 {
-    if (!c->identity_known)
-        c->identity_known = sys_failed(sys_statx("/proc/self/exe", &c->identity)) ? -1 : 1;
+    if (!c->identity_known) {
+        /* The file at the canonical path now: what the Python side stat()s. */
+        long r = c->exe_fd >= 0 ? sys_statx(c->exe_fd, "", AT_EMPTY_PATH, &c->identity)
+                                : sys_statx(AT_FDCWD, c->exe, AT_SYMLINK_NOFOLLOW, &c->identity);
+        c->identity_known = sys_failed(r) ? -1 : 1;
+    }
     if (c->identity_known < 0)
         return 0;
     const struct statx *st = &c->identity;
@@ -331,22 +338,65 @@ static int entry_file(char *out, const char *dir, const char *sub, const char he
 
 static int absolute(const char *s) { return s && s[0] == '/'; }
 
-/* Appends the dirs of the matching per-user entry, then of the system one. */
-static void find_entry(struct context *c)
+/* A path with no empty, "." or ".." component (after any leading "./"). */
+static int plain_path(const char *s)
 {
-    if (c->secure)
-        return;
-    char *exe = c->io.names;
-    long n = sys_readlink("/proc/self/exe", exe, PATH_BUF);
-    if (sys_failed(n) || n <= 0 || n >= PATH_BUF)
-        return;
-    c->exe = exe;
-    c->exe_len = (size_t)n;
-    for (size_t i = 0; i < c->exe_len; i++)
+    for (const char *p = s;; p++) {
+        const char *start = p;
+        while (*p && *p != '/')
+            p++;
+        size_t n = (size_t)(p - start);
+        if ((n == 0 && start != s) || (n == 1 && start[0] == '.') ||
+            (n == 2 && start[0] == '.' && start[1] == '.'))
+            return 0;
+        if (!*p)
+            return 1;
+    }
+}
+
+/* The canonical path the kernel executed, cheaply: AT_EXECFN (after the cwd
+ * if relative) when it is a plain path none of whose components is a symlink
+ * (one openat2). Else readlink("/proc/self/exe"), which is exact but slow in
+ * a fresh process: procfs first builds the new pid's entries. */
+static long exe_path(struct context *c, char *buf)
+{
+    const char *fn = c->execfn;
+    c->exe_fd = -1;
+    if (fn && fn[0]) {
+        size_t len = 0;
+        if (fn[0] != '/') {
+            while (fn[0] == '.' && fn[1] == '/')
+                fn += 2;
+            long r = sys_getcwd(buf, PATH_BUF);
+            len = sys_failed(r) || buf[0] != '/' ? PATH_BUF : str_len(buf);
+            if (len == 1)
+                len = 0; /* the cwd is "/" */
+            else if (len < PATH_BUF)
+                buf[len++] = '/';
+        }
+        size_t n = str_len(fn);
+        if (len + n < PATH_BUF && plain_path(fn)) {
+            put(buf + len, fn, n + 1);
+            long fd = sys_open_no_symlinks(buf);
+            if (!sys_failed(fd)) {
+                c->exe_fd = (int)fd;
+                return (long)(len + n);
+            }
+        }
+    }
+    return sys_readlink("/proc/self/exe", buf, PATH_BUF);
+}
+
+/* Appends the dirs of the matching entries for the executable `exe`. */
+static void find_entry_for(struct context *c, const char *exe, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
         if (exe[i] == '\n')
             return; /* cannot have an entry (FORMAT.md) */
-    char hex[16], *file = exe + c->exe_len; /* PATH_BUF bytes at least */
-    nixld_hex16(nixld_fnv1a64(exe, c->exe_len), hex);
+    c->exe = exe;
+    c->exe_len = len;
+    char hex[16], *file = c->io.names + len + 1; /* PATH_BUF bytes at least */
+    nixld_hex16(nixld_fnv1a64(exe, len), hex);
 
     int have_dir = 0;
     if (absolute(c->xdg_state_home.value))
@@ -357,6 +407,20 @@ static void find_entry(struct context *c)
         load_entry(c, file, 1);
     if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
         load_entry(c, file, 0);
+}
+
+/* Appends the dirs of the matching per-user entry, then of the system one. */
+static void find_entry(struct context *c)
+{
+    if (c->secure)
+        return;
+    long n = exe_path(c, c->io.names);
+    if (!sys_failed(n) && n > 0 && n < PATH_BUF) {
+        c->io.names[n] = 0;
+        find_entry_for(c, c->io.names, (size_t)n);
+    }
+    if (c->exe_fd >= 0)
+        sys_close(c->exe_fd);
 }
 
 /* --- The loader ---------------------------------------------------------- */

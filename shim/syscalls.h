@@ -20,7 +20,7 @@
 enum {
     SYS_read = 0, SYS_write = 1, SYS_close = 3, SYS_mmap = 9, SYS_munmap = 11,
     SYS_pread64 = 17, SYS_execve = 59, SYS_exit_group = 231, SYS_openat = 257,
-    SYS_readlinkat = 267, SYS_statx = 332,
+    SYS_readlinkat = 267, SYS_statx = 332, SYS_getcwd = 79, SYS_openat2 = 437,
 };
 #elif defined(__aarch64__)
 #define NIXLD_SYSTEM "aarch64_linux"
@@ -28,7 +28,7 @@ enum {
 enum {
     SYS_read = 63, SYS_write = 64, SYS_close = 57, SYS_mmap = 222, SYS_munmap = 215,
     SYS_pread64 = 67, SYS_execve = 221, SYS_exit_group = 94, SYS_openat = 56,
-    SYS_readlinkat = 78, SYS_statx = 291,
+    SYS_readlinkat = 78, SYS_statx = 291, SYS_getcwd = 17, SYS_openat2 = 437,
 };
 #else
 #error "nixld-shim supports x86_64 and aarch64"
@@ -37,6 +37,10 @@ enum {
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
 #define O_CLOEXEC 02000000
+#define O_PATH 010000000
+#define RESOLVE_NO_SYMLINKS 0x04
+#define AT_EMPTY_PATH 0x1000
+#define AT_SYMLINK_NOFOLLOW 0x100
 #define PROT_NONE 0
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -50,6 +54,7 @@ enum {
 #define ENOMEM 12
 #define EACCES 13
 
+struct open_how { uint64_t flags, mode, resolve; };
 struct statx_timestamp { int64_t tv_sec; uint32_t tv_nsec; int32_t reserved; };
 struct statx {
     uint32_t stx_mask, stx_blksize;
@@ -88,8 +93,16 @@ static inline long sys_munmap(void *addr, size_t len)
 { return nixld_syscall6(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0); }
 static inline long sys_readlink(const char *path, char *buf, size_t n)
 { return nixld_syscall6(SYS_readlinkat, AT_FDCWD, (long)path, (long)buf, (long)n, 0, 0); }
-static inline long sys_statx(const char *path, struct statx *st)
-{ return nixld_syscall6(SYS_statx, AT_FDCWD, (long)path, 0, STATX_BASIC_STATS, (long)st, 0); }
+static inline long sys_statx(int dirfd, const char *path, int flags, struct statx *st)
+{ return nixld_syscall6(SYS_statx, dirfd, (long)path, flags, STATX_BASIC_STATS, (long)st, 0); }
+static inline long sys_getcwd(char *buf, size_t n)
+{ return nixld_syscall6(SYS_getcwd, (long)buf, (long)n, 0, 0, 0, 0); }
+/* Opens `path` only if no component of it is a symbolic link. */
+static inline long sys_open_no_symlinks(const char *path)
+{
+    struct open_how how = {O_PATH | O_CLOEXEC, 0, RESOLVE_NO_SYMLINKS};
+    return nixld_syscall6(SYS_openat2, AT_FDCWD, (long)path, (long)&how, sizeof how, 0, 0);
+}
 static inline long sys_execve(const char *path, char **argv, char **envp)
 { return nixld_syscall6(SYS_execve, (long)path, (long)argv, (long)envp, 0, 0, 0); }
 __attribute__((noreturn)) static inline void sys_exit(int code)

@@ -147,6 +147,46 @@ def test_user_entry_found_under_home_without_xdg(world: World, tmp_path: Path) -
     assert r.stdout == "who entry\n", r.stderr
 
 
+def run_as(world: World, argv0: str, env: dict[str, str], cwd: Path
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([argv0], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_entry_applies_however_the_program_is_named(
+        world: World, state: Path, tmp_path: Path) -> None:
+    """The key is the canonical path: found from AT_EXECFN when that is plain,
+    else from /proc/self/exe (symlinks, `..`)."""
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    prog = copy_program(world, real_dir, "use_who")
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    (tmp_path / "link").symlink_to(prog)
+    (tmp_path / "linkdir").symlink_to(real_dir)
+    (tmp_path / "sub").mkdir()
+    env = world.env(XDG_STATE_HOME=str(state))
+    for argv0, cwd in [(str(prog), tmp_path), ("./use_who", real_dir),
+                       ("././use_who", real_dir), ("real/use_who", tmp_path),
+                       (str(tmp_path / "link"), tmp_path), ("./link", tmp_path),
+                       (str(tmp_path / "linkdir/use_who"), tmp_path),
+                       ("../real/use_who", tmp_path / "sub"),
+                       (str(tmp_path / "sub/../real/use_who"), tmp_path),
+                       (str(tmp_path) + "//real/use_who", tmp_path)]:
+        r = run_as(world, argv0, env, cwd)
+        assert (r.returncode, r.stdout) == (0, "who entry\n"), (argv0, r.stderr)
+
+
+def test_long_library_path(world: World, state: Path) -> None:
+    """Long dirs (far past the shim's static buffer) before the real one; the
+    entry file just under its 64 KiB limit."""
+    prog = world.program("use_who")
+    dirs = [f"/nonexistent/{i:02d}" + "x" * 4000 for i in range(15)]
+    write_entry(user_entries(state), prog, entry_text(prog, [*dirs, world.libs["entry"]]))
+    r = world.run(prog, world.env(XDG_STATE_HOME=str(state),
+                                  LD_LIBRARY_PATH="/also/" + "y" * 3000))
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr[-500:]
+
+
 def test_library_found_only_through_nix_ld_library_path(world: World) -> None:
     r = world.run("use_who", world.env(NIX_LD_LIBRARY_PATH=str(world.libs["nix"])))
     assert (r.returncode, r.stdout) == (0, "who nix\n"), r.stderr

@@ -1,9 +1,8 @@
 """The aarch64 shim: cross-compiled with Debian's aarch64-linux-gnu-gcc and
 run under qemu-aarch64 (user mode), NIX_LD the arm64 cross glibc's ld.so.
 
-qemu answers readlink("/proc/self/exe") for the guest but stat() of it
-reaches the host's qemu binary, so per-binary entries are shown here with a
-system-wide entry (no identity); identity checks run natively on x86_64."""
+qemu 7.2 lacks openat2, so here the shim takes the executable's path from
+readlink("/proc/self/exe") (qemu answers it for the guest): its fallback."""
 
 from __future__ import annotations
 
@@ -85,9 +84,23 @@ def test_aarch64_system_entry(arm: ArmWorld) -> None:
     r = arm.run("use_who", arm.env())
     assert r.returncode == 127 and "libwho.so" in r.stderr
     prog = arm.root / "use_who"
-    write_entry(arm.system_entries, prog, entry_text(prog, [arm.lib], identity=False))
+    entry = write_entry(arm.system_entries, prog,
+                        entry_text(prog, [arm.lib], identity=False))
     r = arm.run("use_who", arm.env())
     assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+    entry.unlink()
+
+
+def test_aarch64_user_entry(arm: ArmWorld, tmp_path: Path) -> None:
+    prog = arm.root / "use_who"
+    state = tmp_path / "state"
+    env = arm.env(XDG_STATE_HOME=str(state))
+    write_entry(state / "nixld" / "entries", prog, entry_text(prog, [arm.lib]))
+    r = arm.run("use_who", env)
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+    write_entry(state / "nixld" / "entries", prog,
+                entry_text(prog, [arm.lib]).replace("\nino ", "\nino 1"))  # stale
+    assert arm.run("use_who", env).returncode == 127
 
 
 def test_aarch64_bad_loader(arm: ArmWorld) -> None:
