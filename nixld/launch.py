@@ -9,6 +9,7 @@ so the program's children do not inherit the list (as with the shim).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,12 +67,22 @@ def library_path(binary: str, environ: Mapping[str, str]) -> tuple[str, list[ent
     return ":".join(p for p in parts if p), stale
 
 
-def prepare(binary: str, args: Sequence[str], environ: Mapping[str, str]) -> Launch:
+def locate(name: str, environ: Mapping[str, str]) -> str:
+    """A name with no `/` is looked up in PATH, as the shell does (then in `.`)."""
+    if "/" in name:
+        return name
+    found = shutil.which(name, path=environ.get("PATH", os.defpath))
+    return found if found is not None else name
+
+
+def prepare(name: str, args: Sequence[str], environ: Mapping[str, str]) -> Launch:
+    """The loader command line; argv[0] is `name` as given, as a shell would pass it."""
+    binary = locate(name, environ)
     if not os.path.isfile(binary):
         raise BadInputError(f"{safe(binary)}: no such file")
     if not os.access(binary, os.X_OK):
         raise BadInputError(f"{safe(binary)}: not executable")
     loader = real_loader(environ)
     lib_path, stale = library_path(binary, environ)
-    argv = [loader, "--library-path", lib_path, "--argv0", binary, binary, *args]
+    argv = [loader, "--library-path", lib_path, "--argv0", name, binary, *args]
     return Launch(loader, lib_path, argv, stale)

@@ -97,6 +97,15 @@ def test_run_uses_the_entry_and_passes_everything_through(
     assert res.stderr == ""
 
 
+def test_a_bare_name_is_looked_up_in_path(program: Path, env: dict[str, str],
+                                          nix_cache: NixCache) -> None:
+    resolve_by_hand(program, nix_cache)
+    env["PATH"] = f"{program.parent}:{env['PATH']}"
+    res = run_cli("run", "tool", "x", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "lib=store argv0=tool llp=(unset)\narg=x\n"  # as a shell passes it
+
+
 def test_exit_status_is_the_programs(program: Path, env: dict[str, str],
                                      nix_cache: NixCache) -> None:
     resolve_by_hand(program, nix_cache)
