@@ -87,7 +87,8 @@ def build_broken(dest: Path) -> Broken:
     v1 = build / "v1.map"
     v1.write_text("NIXLDFIX_1 { global: ver1; local: *; };\n")
     v2 = build / "v2.map"
-    v2.write_text("NIXLDFIX_1 { global: ver1; local: *; };\nNIXLDFIX_2 { global: ver2; } NIXLDFIX_1;\n")
+    v2.write_text("NIXLDFIX_1 { global: ver1; local: *; };\n"
+                  "NIXLDFIX_2 { global: ver2; } NIXLDFIX_1;\n")
     _cc(build / "libnixldver.so.1", "int ver1(void) { return 0; }\nint ver2(void) { return 0; }\n",
         "-shared", "-fPIC", "-Wl,-soname,libnixldver.so.1", f"-Wl,--version-script={v2}")
     needs_version = _cc(dest / "needs-version",
@@ -236,6 +237,28 @@ def test_hostile_names_are_escaped(broken: Broken, tmp_path: Path) -> None:
     result = handle(broken, f"'./{evil.name}'", cwd=tmp_path)
     assert "\x1b" not in result.stderr
     assert "evil\\x1b[31mname" in result.stderr
+
+
+def test_behind_the_real_shim(broken: Broken, tmp_path: Path) -> None:
+    """A binary started by the shim (as on NixOS), its library missing: the
+    shim's loader exits 127 and the handler names the library."""
+    need_tool("make")
+    shim = tmp_path / "nixld-shim"
+    subprocess.run(["make", "-s", "-C", str(REPO / "shim"), f"OUT={shim}"], check=True)
+    tool = tmp_path / "tool"
+    shutil.copy2(broken.needs_lib, tool)
+    subprocess.run(["patchelf", "--set-interpreter", str(shim), str(tool)], check=True)
+    env = broken.env()
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    ran = subprocess.run([str(tool)], env=env, capture_output=True, check=False)
+    assert ran.returncode == 127 and b"libnixldfix.so.1" in ran.stderr
+    result = handle(broken, "./tool", env=env, cwd=tmp_path)
+    assert result.stderr == ("nixld-hook: ./tool lacks libnixldfix.so.1; "
+                             "run: nixld-hook resolve ./tool\n")
+    # With the library where the shim's loader looks, nothing is wrong.
+    env["NIX_LD_LIBRARY_PATH"] = str(broken.dir / "build")
+    assert subprocess.run([str(tool)], env=env, check=False).returncode == 0
+    assert handle(broken, "./tool", env=env, cwd=tmp_path).stderr == ""
 
 
 def test_handle_usage_error_is_one_line() -> None:

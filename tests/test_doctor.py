@@ -1,0 +1,129 @@
+"""`nixld-hook doctor`: each check against the real thing it looks at."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from nixld import doctor, shell
+from tests.conftest import REPO, need_tool, run_cli
+
+
+@pytest.fixture(scope="module")
+def built_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real shim, built from shim/ into a temporary directory."""
+    need_tool("make")
+    need_tool("gcc")
+    out = tmp_path_factory.mktemp("shim") / "nixld-shim"
+    subprocess.run(["make", "-s", "-C", str(REPO / "shim"), f"OUT={out}"], check=True)
+    return out
+
+
+@pytest.mark.unit
+def test_hook_check_follows_install(xdg: Path) -> None:
+    env = dict(os.environ)
+    check = doctor.check_hook(env)
+    assert not check.ok and check.fix and "nixld-hook install" in check.fix
+    shell.install("zsh", "/x/nixld-hook")
+    shell.install("fish", "/x/nixld-hook")
+    check = doctor.check_hook(env)
+    assert check.ok and check.detail == "installed for zsh, fish"
+
+
+@pytest.mark.unit
+def test_shim_missing_says_how_to_enable(tmp_path: Path) -> None:
+    check = doctor.check_shim(str(tmp_path / "ld-linux-x86-64.so.2"))
+    assert not check.ok
+    assert "does not exist" in check.detail
+    assert check.fix and "programs.nixld.enable = true;" in check.fix
+
+
+def test_plain_glibc_loader_is_not_the_shim() -> None:
+    need(os.path.exists(doctor.SYSTEM_INTERPRETER), "needs an x86-64 glibc loader")
+    check = doctor.check_shim(doctor.SYSTEM_INTERPRETER)
+    assert not check.ok and "plain glibc loader" in check.detail
+
+
+def test_real_shim_is_recognised(built_shim: Path, tmp_path: Path) -> None:
+    link = tmp_path / "ld-linux-x86-64.so.2"
+    link.symlink_to(built_shim)
+    check = doctor.check_shim(str(link))
+    assert check.ok, check
+    assert f"-> {built_shim}" in check.detail
+
+
+@pytest.mark.unit
+def test_real_loader_from_nix_ld(tmp_path: Path) -> None:
+    loader = tmp_path / "ld.so"
+    loader.write_bytes(b"")
+    assert doctor.check_real_loader({"NIX_LD": str(loader)}).ok
+    check = doctor.check_real_loader({"NIX_LD": str(tmp_path / "gone")})
+    assert not check.ok and "NIX_LD=" in check.detail and check.fix
+    # NIX_LD_<system> wins, as in nix-ld and the shim.
+    check = doctor.check_real_loader({"NIX_LD": str(loader),
+                                      "NIX_LD_x86_64_linux": str(tmp_path / "gone")})
+    assert not check.ok and "NIX_LD_x86_64_linux" in check.detail
+
+
+@pytest.mark.unit
+def test_database_present_old_missing(tmp_path: Path, xdg: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    env = {"NIX_INDEX_DATABASE": str(db)}
+    check = doctor.check_database(env)
+    assert not check.ok and check.fix and "nix-index" in check.fix
+    files = db / "files"
+    files.write_bytes(b"NIXI")
+    check = doctor.check_database(env)
+    assert check.ok and check.detail.endswith("0 days old")
+    old = time.time() - 40 * 86400
+    os.utime(files, (old, old))
+    check = doctor.check_database(env)
+    assert not check.ok and "40 days old" in check.detail and check.fix
+    # Without the variable: $XDG_CACHE_HOME/nix-index/files.
+    assert str(xdg / ".cache" / "nix-index" / "files") in doctor.check_database({}).detail
+
+
+def test_nix_found_with_version() -> None:
+    need_tool("nix-store")
+    check = doctor.check_nix(dict(os.environ))
+    assert check.ok and "nix-store (Nix)" in check.detail
+
+
+@pytest.mark.unit
+def test_nix_missing(tmp_path: Path) -> None:
+    check = doctor.check_nix({"PATH": str(tmp_path)})
+    assert not check.ok and check.detail == "nix-store is not on PATH" and check.fix
+
+
+def test_cli_json_and_exit_code(xdg: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, NIX_INDEX_DATABASE=str(tmp_path / "none"))
+    result = run_cli("doctor", "--json", env=env)
+    assert result.returncode == 1  # at least the hook and the database are missing
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1 and data["ok"] is False
+    names = [c["name"] for c in data["checks"]]
+    assert names == ["hook", "shim", "real loader", "database", "nix"]
+    for check in data["checks"]:
+        assert set(check) == {"name", "ok", "detail", "fix"}
+        assert check["ok"] or check["fix"]
+
+
+def test_cli_human_output_has_fixes(xdg: Path) -> None:
+    result = run_cli("doctor", env=dict(os.environ, NO_COLOR="1"))
+    assert "FIX hook" in result.stdout
+    assert "fix: nixld-hook install" in result.stdout
+    assert "\x1b" not in result.stdout
+    assert shutil.which("nix-store") is None or "ok  nix" in result.stdout
+
+
+def need(condition: object, reason: str) -> None:
+    from tests.conftest import need as _need
+
+    _need(condition, reason)
