@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import need, need_root, need_tool
 from tests.shim_fixtures.world import (
-    SHIM_DIR,
     World,
     build_world,
+    compile_c,
     entry_name,
     entry_text,
     make_shim,
@@ -354,7 +354,6 @@ def test_bad_loader_is_one_line_and_127(world: World, loader: str) -> None:
 def test_default_loader_missing(tmp_path: Path) -> None:
     need_tool("gcc")
     shim = make_shim(tmp_path / "nixld-shim", default_ld=tmp_path / "no-ld.so")
-    from tests.shim_fixtures.world import compile_c
     hello = compile_c(tmp_path / "hello", ["hello.c"], flags=[f"-Wl,--dynamic-linker={shim}"])
     r = subprocess.run([str(hello)], env={"NIX_LD": ""}, capture_output=True, text=True,
                        check=False)
@@ -369,8 +368,7 @@ def test_run_directly(world: World) -> None:
     # With a program: as running the real loader on it.
     plain = world.root / "plain-hello"
     if not plain.exists():
-        subprocess.run(["gcc", "-o", str(plain), str(SHIM_DIR.parent / "tests/shim_fixtures/hello.c")],
-                       check=True)
+        compile_c(plain, ["hello.c"])  # Debian's own loader as interpreter
     r = subprocess.run([str(world.shim), str(plain)], env=world.env(), capture_output=True,
                        text=True, check=False)
     assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr

@@ -23,7 +23,7 @@ cp "$SHIM" "$STAGE/ld-linux-x86-64.so.2"
 mount --bind "$STAGE" /lib64
 # From here on every dynamically linked program starts through the shim.
 /bin/sh -c 'cat /proc/$$/maps >"$OUT/sh.maps"'
-/usr/bin/python3 -c 'import sys; sys.stdout.write(open("/proc/self/maps").read())' >"$OUT/python.maps"
+/usr/bin/python3 -c 'print(open("/proc/self/maps").read(), end="")' >"$OUT/python.maps"
 /usr/bin/cat /proc/self/maps >"$OUT/cat.maps"
 /usr/bin/head -c 10000000 /proc/self/maps >"$OUT/head.maps"
 NIX_LD=/nonexistent/ld.so /usr/bin/true 2>"$OUT/true.err" || echo $? >"$OUT/true.rc"
