@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from nixld.text import safe
 
@@ -49,8 +49,35 @@ def can_prompt() -> bool:
         return False
 
 
+class Tty:
+    """Line I/O on the terminal's file descriptor (a tty is not seekable, so
+    no read-write text file object; cooked mode hands over whole lines)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self) -> str:
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(self.fd, 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if chunk.endswith((b"\n", b"\r")):
+                break
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
 @contextlib.contextmanager
-def cooked_tty() -> Iterator[TextIO]:
+def cooked_tty() -> Iterator[Tty]:
     """Open /dev/tty in cooked mode (echo, line editing, CR -> NL); restore after."""
     import termios
 
@@ -64,9 +91,7 @@ def cooked_tty() -> Iterator[TextIO]:
             mode[3] |= termios.ICANON | termios.ECHO | termios.ISIG  # lflag
             mode[6][termios.VMIN] = 1
             termios.tcsetattr(fd, termios.TCSANOW, mode)
-        with os.fdopen(os.dup(fd), "r+", encoding="utf-8", errors="replace",
-                       newline=None) as tty:
-            yield tty
+        yield Tty(fd)
     finally:
         if saved is not None:
             with contextlib.suppress(termios.error):
@@ -74,7 +99,7 @@ def cooked_tty() -> Iterator[TextIO]:
         os.close(fd)
 
 
-def _ask(tty: TextIO, question: str) -> str:
+def _ask(tty: Tty, question: str) -> str:
     tty.write(question)
     tty.flush()
     line = tty.readline()

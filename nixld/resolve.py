@@ -76,6 +76,7 @@ class Outcome:
     # Dirs asked for with --with: loaded with dlopen, so no closure shows them.
     always_dirs: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)  # the final search order
+    failed: set[str] = field(default_factory=set)  # sonames whose candidates failed
 
     @property
     def still_missing(self) -> list[str]:
@@ -320,6 +321,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
             break
     outcome.analyses = _analyse_all(targets, dirs, opts.db)
     outcome.dirs = dirs
+    outcome.failed = {soname for soname, _ in exclude}
     return outcome
 
 
@@ -495,9 +497,14 @@ def _report(outcome: Outcome, rep: Reporter) -> int:
         print(f"nixld-hook: {what}{names}{more} now finds every library", file=sys.stderr)
         return ExitCode.OK
     missing = outcome.still_missing
-    if missing:
-        print(f"nixld-hook: still missing: {', '.join(safe(s) for s in missing)} "
-              "(no package in the database provides them, or every candidate failed)",
+    failed = [safe(s) for s in missing if s in outcome.failed]
+    unprovided = [safe(s) for s in missing if s not in outcome.failed]
+    if failed:
+        print(f"nixld-hook: still missing: {', '.join(failed)} (every candidate failed to "
+              "install; see the messages above)", file=sys.stderr)
+    if unprovided:
+        print(f"nixld-hook: still missing: {', '.join(unprovided)} (no package in the "
+              "database provides them; a newer database may, or try --with ATTR)",
               file=sys.stderr)
     for analysis in outcome.analyses:
         if analysis.closure is not None and analysis.closure.glibc_problems:
