@@ -215,6 +215,7 @@ def test_ctrl_c_at_any_moment_leaves_a_consistent_state(world: w.World,
                                                        world_env: dict[str, str]) -> None:
     curl = world.binaries["curl"]  # the large closure: the longest resolution
     env = dict(world_env, PYTHONPATH=str(REPO))
+    interrupted = 0
     for delay in (0.3, 0.8, 1.5, 2.5):
         proc = subprocess.Popen([sys.executable, "-m", "nixld", "resolve", "--yes", str(curl)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -224,12 +225,14 @@ def test_ctrl_c_at_any_moment_leaves_a_consistent_state(world: w.World,
         _, err = proc.communicate(timeout=120)
         assert "Traceback" not in err, err
         assert proc.returncode in (0, 130), err
+        interrupted += proc.returncode == 130
         # No half-written entry: every file is a complete entry, no temporary left.
         for f in entry_files(world_env):
             assert f.suffix == ".entry", f"left behind: {f.name}"
             assert f.read_text().endswith("\nend\n")
         # No profile generation listing paths that are not there.
         assert all(valid(p) for p in profile_paths(world_env))
+    assert interrupted, "at least one SIGINT landed mid-resolution"
     result = run_cli("resolve", "--yes", "--quiet", str(curl), env=world_env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert explain(curl, world_env)["complete"]
