@@ -15,10 +15,11 @@ __nixld_cmdno='\#'
 # Runs only after a failure, so a fork is fine here. SIGINT is ignored by the
 # shell meanwhile (the handler re-enables it for itself), then restored.
 __nixld_handle() {
-  local __nixld_trap
+  local __nixld_trap __nixld_tool=${__nixld_bin:-nixld-hook}
+  [[ $__nixld_tool == */* && ! -x $__nixld_tool ]] && return 0  # uninstalled: stay quiet
   __nixld_trap=$(builtin trap -p INT)
   builtin trap -- '' INT
-  "${__nixld_bin:-nixld-hook}" handle --shell bash --status "$1" --cwd "$PWD" -- "$2"
+  "$__nixld_tool" handle --shell bash --status "$1" --cwd "$PWD" -- "$2"
   if [[ -n $__nixld_trap ]]; then builtin eval "$__nixld_trap"; else builtin trap - INT; fi
 }
 

@@ -13,9 +13,17 @@ if status is-interactive
     function __nixld_postexec --on-event fish_postexec --description 'nixld-hook: explain a binary that could not start'
         set -l __nixld_ps $pipestatus
         if contains -- 127 $__nixld_ps
-            $__nixld_bin handle --shell fish --status 127 --cwd $PWD -- $argv[1]
+            __nixld_handle 127 $argv[1]
         else if contains -- 126 $__nixld_ps
-            $__nixld_bin handle --shell fish --status 126 --cwd $PWD -- $argv[1]
+            __nixld_handle 126 $argv[1]
         end
+    end
+
+    # Runs only after a failure: $argv = status, command line.
+    function __nixld_handle
+        if string match -q '*/*' -- $__nixld_bin; and not test -x $__nixld_bin
+            return 0 # uninstalled: stay quiet
+        end
+        $__nixld_bin handle --shell fish --status $argv[1] --cwd $PWD -- $argv[2]
     end
 end

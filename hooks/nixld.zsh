@@ -32,8 +32,10 @@ __nixld_precmd() {
 # Runs only after a failure. localtraps restores the user's INT trap after.
 __nixld_handle() {
   setopt localoptions localtraps
+  local __nixld_tool=${__nixld_bin:-nixld-hook}
+  [[ $__nixld_tool == */* && ! -x $__nixld_tool ]] && return 0  # uninstalled: stay quiet
   trap '' INT
-  "${__nixld_bin:-nixld-hook}" handle --shell zsh --status "$1" --cwd "$PWD" -- "$2"
+  "$__nixld_tool" handle --shell zsh --status "$1" --cwd "$PWD" -- "$2"
 }
 
 typeset -ga precmd_functions preexec_functions

@@ -74,11 +74,16 @@ def set_setting(key: str, value: bool, path: Path | None = None) -> bool:
         raise ConfigError(f"{safe(file)}: cannot read the config file: {err}") from None
     load_config(file)  # refuse to edit a file that does not parse
     line = f"{key} = {'true' if value else 'false'}"
-    pattern = re.compile(rf"^{key}\s*=.*$", re.MULTILINE)
-    if pattern.search(text):
-        new = pattern.sub(line, text, count=1)
+    # Top-level keys live before the first [table]; a key added after it
+    # would belong to that table.
+    table = re.search(r"^[ \t]*\[", text, re.MULTILINE)
+    head, tail = (text[:table.start()], text[table.start():]) if table else (text, "")
+    pattern = re.compile(rf"^[ \t]*{key}[ \t]*=.*$", re.MULTILINE)
+    if pattern.search(head):
+        head = pattern.sub(line, head, count=1)
     else:
-        new = text + ("" if not text or text.endswith("\n") else "\n") + line + "\n"
+        head = head + ("" if not head or head.endswith("\n") else "\n") + line + "\n"
+    new = head + tail
     if new == text:
         return False
     write_atomic(file, new)

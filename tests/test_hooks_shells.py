@@ -327,3 +327,15 @@ def test_shells_found() -> None:
         need_tool(sh)
     assert shutil.which("bash")
     assert os.path.isdir(REPO / "hooks")
+
+
+@all_shells
+def test_quiet_when_the_tool_is_gone(session: Session, broken: Broken) -> None:
+    tool = Path(session.env["PATH"].split(":")[0]) / "nixld-hook"
+    tool.chmod(0o644)  # as if uninstalled: the block remains, the tool does not run
+    try:
+        out = session.run(str(broken.bad_interp))
+        assert "nixld-hook" not in out and "ermission denied" not in out, out
+        assert session.status() == 127
+    finally:
+        tool.chmod(0o755)
