@@ -369,10 +369,8 @@ static long exe_path(struct context *c, char *buf)
                 fn += 2;
             long r = sys_getcwd(buf, PATH_BUF);
             len = sys_failed(r) || buf[0] != '/' ? PATH_BUF : str_len(buf);
-            if (len == 1)
-                len = 0; /* the cwd is "/" */
-            else if (len < PATH_BUF)
-                buf[len++] = '/';
+            if (len > 1 && len < PATH_BUF)
+                buf[len++] = '/'; /* (the cwd "/" already ends in one) */
         }
         size_t n = str_len(fn);
         if (len + n < PATH_BUF && plain_path(fn)) {

@@ -171,7 +171,8 @@ def test_entry_applies_however_the_program_is_named(
                        (str(tmp_path / "linkdir/use_who"), tmp_path),
                        ("../real/use_who", tmp_path / "sub"),
                        (str(tmp_path / "sub/../real/use_who"), tmp_path),
-                       (str(tmp_path) + "//real/use_who", tmp_path)]:
+                       (str(tmp_path) + "//real/use_who", tmp_path),
+                       (str(prog).lstrip("/"), Path("/"))]:
         r = run_as(world, argv0, env, cwd)
         assert (r.returncode, r.stdout) == (0, "who entry\n"), (argv0, r.stderr)
 
