@@ -160,15 +160,23 @@ static char *put(char *dst, const char *src, size_t n)
 
 static char *put_str(char *dst, const char *s) { return put(dst, s, str_len(s)); }
 
-static const char *error_text(long err)
+/* The usual errors in words, any other as "error N". */
+static char *put_error(char *p, long err)
 {
     switch (err) {
-    case -ENOENT: return "No such file or directory";
-    case -EACCES: return "Permission denied";
-    case -ENOEXEC: return "not an ELF loader for this machine";
-    case -ENOMEM: return "Cannot allocate memory";
-    default: return "cannot be mapped";
+    case -ENOENT: return put_str(p, "No such file or directory");
+    case -EACCES: return put_str(p, "Permission denied");
+    case -ENOEXEC: return put_str(p, "not an ELF loader for this machine");
+    case -ENOMEM: return put_str(p, "Cannot allocate memory");
+    default: break;
     }
+    char digits[24], *d = digits + sizeof digits;
+    unsigned long n = (unsigned long)-err;
+    do
+        *--d = (char)('0' + n % 10);
+    while (n /= 10);
+    p = put_str(p, "error ");
+    return put(p, d, (size_t)(digits + sizeof digits - d));
 }
 
 /* One line on stderr, then exit 127 (the shell hooks recognise it). */
@@ -181,7 +189,7 @@ __attribute__((noreturn)) static void die(const char *what, const char *path, lo
     size_t n = str_len(path);
     p = put(p, path, n > PATH_BUF ? PATH_BUF : n);
     p = put_str(p, ": ");
-    p = put_str(p, error_text(err));
+    p = put_error(p, err);
     *p++ = '\n';
     sys_write(2, line, (size_t)(p - line));
     sys_exit(127);

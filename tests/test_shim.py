@@ -341,16 +341,23 @@ def test_corrupt_entries_are_ignored_whole(world: World, state: Path, tmp_path: 
 
 # --- Failures and other ways to start --------------------------------------
 
-@pytest.mark.parametrize("loader", ["/nonexistent/ld.so", "/etc/passwd", "/etc", "aarch64"])
-def test_bad_loader_is_one_line_and_127(world: World, loader: str) -> None:
+@pytest.mark.parametrize("loader", ["/nonexistent/ld.so", "/etc/passwd", "/etc", "aarch64",
+                                    "loop"])
+def test_bad_loader_is_one_line_and_127(world: World, loader: str, tmp_path: Path) -> None:
     if loader == "aarch64":
         loader = "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1"
         need(Path(loader).exists(), "needs libc6-arm64-cross")
+    if loader == "loop":  # ELOOP: an errno without words of its own
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+        loader = str(tmp_path / "a")
     r = world.run("hello", world.env(NIX_LD=loader))
     assert r.returncode == 127
     assert r.stdout == ""
     assert r.stderr.startswith("nixld-shim: ") and r.stderr.count("\n") == 1
     assert loader in r.stderr
+    if loader.endswith("/a"):
+        assert r.stderr.endswith(": error 40\n")
 
 
 def test_default_loader_missing(tmp_path: Path) -> None:
