@@ -499,7 +499,7 @@ static void elf_load(struct context *c)
             first = &c->phdrs[i];
     size_t span = hi - lo;
     long r;
-    if (align == page && first->p_filesz) {
+    if (align == page && first->p_filesz && page_down(first->p_vaddr, page) == lo) {
         /* As the kernel does: the first segment's mapping covers the whole
          * span, the later segments are then mapped over it. */
         r = sys_mmap(0, span, prot_of(first->p_flags), MAP_PRIVATE, c->ld_fd,
