@@ -1,7 +1,7 @@
 """Benchmark: exec-to-exit latency of a hello fixture started through the
 shim versus the same fixture started directly by the real loader.
 
-    python3 bench/shim_bench.py [--rounds 2000]
+    python3 bench/shim_bench.py [--rounds 2000] [--no-check]
 
 Builds the shim (`make -C shim`) and the fixture twice, once with the shim as
 its ELF interpreter and once with Debian's /lib64/ld-linux-x86-64.so.2, then
@@ -65,6 +65,8 @@ def build(tmp: Path) -> tuple[Path, list[tuple[str, list[str], Path]]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--no-check", action="store_true",
+                        help="report only (a smoke run): exit 0 whatever the figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nixld-shim-bench-") as d:
         tmp = Path(d)
@@ -90,7 +92,7 @@ def main() -> int:
     print(f"  overhead with entry:    {100 * (entry - 1):+.1f}% (ratio {entry:.3f})")
     print(f"  shim size: {size} bytes")
     ok = no_entry <= 1 + MAX_OVERHEAD and entry <= 1 + MAX_OVERHEAD and size <= MAX_SIZE
-    return 0 if ok else 1
+    return 0 if ok or args.no_check else 1
 
 
 if __name__ == "__main__":

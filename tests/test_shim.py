@@ -4,15 +4,17 @@ with `--dynamic-linker=<the built shim>`, NIX_LD a copy of Debian's ld.so."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need, need_root, need_tool
+from tests.conftest import REPO, need, need_root, need_tool
 from tests.shim_fixtures.world import (
     World,
     build_world,
@@ -423,3 +425,13 @@ def test_entry_names_follow_format() -> None:
     """The helper that names the tests' entries agrees with FORMAT.md."""
     assert entry_name(Path("/usr/bin/true")) == "a7d497c60831a2bb.entry"
     assert f"{fnv1a64(b''):016x}" == "cbf29ce484222325"
+
+
+def test_benchmark_runs() -> None:
+    """A smoke run of bench/shim_bench.py, so the benchmark does not rot."""
+    need_tool("gcc")
+    r = subprocess.run([sys.executable, str(REPO / "bench/shim_bench.py"), "--rounds", "5",
+                        "--no-check"], capture_output=True, text=True, check=False, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"overhead without entry: [+-]\d+\.\d%", r.stdout), r.stdout
+    assert re.search(r"overhead with entry: +[+-]\d+\.\d%", r.stdout), r.stdout
