@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from nixld import nix
+from nixld import nix, paths
 from tests.conftest import REPO, need_tool
 
 
@@ -69,15 +69,30 @@ class NixCache:
 
 
 @pytest.fixture
-def nix_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NixCache:
-    """A fresh local binary cache, with NIX_CONFIG pointing at it for this test."""
+def nix_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NixCache]:
+    """A fresh local binary cache, with NIX_CONFIG pointing at it for this test.
+
+    Afterwards the test's profile stops rooting anything: pytest keeps old tmp
+    dirs for a while, and their generations would otherwise keep paths alive.
+    """
     need_tool("nix-store")
     need_tool("nix-env")
     cache = NixCache(tmp_path / "trees", tmp_path / "binary-cache")
     cache.root.mkdir()
     for key, value in cache.env().items():
         monkeypatch.setenv(key, value)
-    return cache
+    yield cache
+    drop_profile_roots(tmp_path)
+
+
+def drop_profile_roots(under: Path) -> None:
+    """Remove the nixld profile links (gc roots) of a state dir inside `under`."""
+    profile = paths.profile_path()
+    if not profile.is_relative_to(under):
+        return
+    for link in [profile, *nix.profile_generations(profile)]:
+        if link.is_symlink():
+            link.unlink()
 
 
 # ---------------------------------------------------------------- a slow cache, for Ctrl-C
