@@ -273,7 +273,6 @@ class Progress:
         self._transfers: dict[int, int] = {}  # activity id -> bytes done
         self._kinds: dict[int, int] = {}  # activity id -> activity type
         self._last_draw = 0.0
-        self.errors: list[str] = []
 
     def start(self, plan: FetchPlan) -> None:
         self.paths_total = len(plan.fetch)
@@ -285,8 +284,6 @@ class Progress:
     def feed(self, line: str) -> None:
         """One line of Nix's stderr."""
         if not line.startswith("@nix "):
-            if line.strip():
-                self.errors.append(line)
             return
         try:
             event: dict[str, Any] = json.loads(line[5:])
@@ -297,8 +294,6 @@ class Progress:
             self._kinds[int(event.get("id", 0))] = int(event.get("type", 0))
         elif action == "result" and event.get("type") == self._RES_PROGRESS:
             self._progress(int(event.get("id", 0)), event.get("fields", []))
-        elif action == "msg" and int(event.get("level", 9)) <= 1:
-            self.errors.append(str(event.get("msg", "")))
 
     def _progress(self, act: int, fields: list[int]) -> None:
         kind = self._kinds.get(act)
