@@ -441,6 +441,19 @@ def forget_choice(sha256: str) -> bool:
         return False
 
 
+def forget_memories() -> None:
+    """Forget every remembered choice and every `never`."""
+    try:
+        names = os.listdir(_choices_dir())
+    except FileNotFoundError:
+        names = []
+    except OSError as err:
+        raise StateError(f"cannot read {safe(_choices_dir())}: {err.strerror}") from None
+    for name in names:
+        _unlink(_choices_dir() / name)
+    _unlink(_never_file())
+
+
 # ---------------------------------------------------------------- never ask again
 
 

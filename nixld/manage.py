@@ -89,13 +89,7 @@ def forget_all() -> Released:
         extra = sorted(profile.installed())
         profile.remove(extra)
         result.store_paths = sorted(set(result.store_paths) | set(extra))
-        for memory in (paths.state_dir() / "never",):
-            with contextlib.suppress(FileNotFoundError):
-                memory.unlink()
-        choices = paths.state_dir() / "choices"
-        if choices.is_dir():
-            for file in choices.iterdir():
-                file.unlink()
+        entries.forget_memories()
         return result
 
 
