@@ -291,7 +291,11 @@ class Progress:
             return
         action = event.get("action")
         if action == "start":
-            self._kinds[int(event.get("id", 0))] = int(event.get("type", 0))
+            kind = int(event.get("type", 0))
+            fields = event.get("fields") or [""]
+            if kind == self._ACT_FILE_TRANSFER and "/nar/" not in str(fields[0]):
+                return  # narinfo and nix-cache-info downloads are not the download
+            self._kinds[int(event.get("id", 0))] = kind
         elif action == "result" and event.get("type") == self._RES_PROGRESS:
             self._progress(int(event.get("id", 0)), event.get("fields", []))
 

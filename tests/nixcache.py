@@ -146,6 +146,28 @@ def slow_cache(nix_cache: NixCache) -> Iterator[tuple[str, threading.Event]]:
         server.server_close()
 
 
+@pytest.fixture
+def http_cache(nix_cache: NixCache) -> Iterator[str]:
+    """The binary cache served over HTTP (as cache.nixos.org is): its URL."""
+    directory = str(nix_cache.dir)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=directory, **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---------------------------------------------------------------- a private store
 
 

@@ -19,7 +19,7 @@ from nixld.errors import NixError
 from tests.conftest import REPO, need_tool
 from tests.nixcache import NixCache, nix_config
 
-pytest_plugins = ("tests.nixcache",)  # the nix_cache and slow_cache fixtures
+pytest_plugins = ("tests.nixcache",)  # nix_cache, slow_cache, http_cache
 
 # ---------------------------------------------------------------- pure parts
 
@@ -297,3 +297,18 @@ def test_progress_line_on_a_terminal(nix_cache: NixCache) -> None:
     child.close()
     assert child.exitstatus == 0
     assert nix.is_valid(path)
+
+
+def test_progress_counts_the_bytes_of_an_http_download(nix_cache: NixCache, http_cache: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = os.urandom(1024 * 1024)
+    path = nix_cache.publish("fetched", {"lib/libfetched.so.1": blob})
+    monkeypatch.setenv("NIX_CONFIG", f"substituters = {http_cache}\nrequire-sigs = false\n")
+    out = io.StringIO()
+    progress = nix.Progress(out, live=True)
+    nix.realise([path], progress=progress)
+    assert nix.is_valid(path)
+    assert progress.paths_done == 1
+    # the NAR's bytes (xz of random data: a little more than the file), nothing else
+    assert len(blob) <= sum(progress._transfers.values()) < len(blob) + 64 * 1024
+    assert out.getvalue().endswith("fetched 1/1 paths, 1.0 MiB of 1.0 MiB\n")
