@@ -246,17 +246,43 @@ def _auto_accept() -> tuple[bool, bool]:
     return auto_accept(config), config.rerun
 
 
-def _run_again(finding: Finding, cwd: str) -> int:
-    argv = [str(finding.program.path), *finding.program.command.args]
+def _run(argv: list[str], cwd: str, shown: str) -> int:
     try:
         return subprocess.run(argv, cwd=cwd, check=False).returncode
     except OSError as err:
-        print(f"nixld-hook: cannot run {safe(finding.shown)}: {safe(str(err))}", file=sys.stderr)
+        print(f"nixld-hook: cannot run {safe(shown)}: {safe(str(err))}", file=sys.stderr)
         return 127
 
 
+def run_again_argv(finding: Finding) -> list[str]:
+    """The program with its arguments; through `nixld-hook run` when no
+    interpreter exists to start it plainly."""
+    command = finding.program.command
+    argv = [str(finding.program.path), *command.args]
+    if finding.problem is Problem.INTERPRETER_MISSING:
+        return [sys.executable, "-m", "nixld", "run", *argv]
+    return argv
+
+
+def _offer_to_run(finding: Finding, request: Request, *, auto: bool, rerun: bool) -> None:
+    """After a successful resolution: the failure happened at load time (the
+    program never started), so running it again repeats nothing it did."""
+    argv = run_again_argv(finding)
+    if auto and not rerun:
+        return  # auto-accept asks nothing; re-runs are a separate opt-in
+    if not auto:
+        shown = (_cmd("nixld-hook", "run", finding.shown, *finding.program.command.args)
+                 if finding.problem is Problem.INTERPRETER_MISSING
+                 else _cmd(finding.shown, *finding.program.command.args))
+        from nixld.prompt import confirm
+
+        if not confirm(f"nixld-hook: run `{shown}` now?"):
+            return
+    _run(argv, request.cwd, finding.shown)
+
+
 def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
-    """At a terminal or in auto-accept mode: resolve, then offer to run again."""
+    """At a terminal or in auto-accept mode: resolve, then offer to run it."""
     resolver = _resolver()
     auto, rerun = _auto_accept()
     if not callable(resolver) or not (auto or _interactive()):
@@ -264,27 +290,21 @@ def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
         return
     if finding.problem is Problem.INTERPRETER_MISSING:
         print(summary_line(finding), file=err)
-    code = resolver(str(finding.program.path))
-    if code != 0 or finding.problem is not Problem.LIBRARIES_MISSING:
+    if finding.missing and resolver(str(finding.program.path)) != 0:
         return
-    # The failure happened at load time: the program never started, so
-    # running it again repeats nothing it did.
-    if auto and not _interactive():
-        if rerun:
-            _run_again(finding, request.cwd)
+    # "no" and "never" return too; only a binary that now resolves is run.
+    after = diagnose(finding.program, os.environ)
+    if after is not None and (after.problem is not Problem.INTERPRETER_MISSING
+                              or after.missing):
         return
-    from nixld.prompt import confirm
-
-    again = _cmd(finding.program.command.name, *finding.program.command.args)
-    if (auto and rerun) or confirm(f"nixld-hook: run `{again}` again now?"):
-        _run_again(finding, request.cwd)
+    auto, rerun = _auto_accept()  # "always" at the prompt has just turned it on
+    _offer_to_run(finding, request, auto=auto, rerun=rerun)
 
 
 def report(findings: Sequence[Finding], request: Request, err: TextIO | None = None) -> None:
     out = err or sys.stderr
     for finding in findings:
-        if finding.missing and finding.problem in (
-                Problem.LIBRARIES_MISSING, Problem.INTERPRETER_MISSING) \
+        if finding.problem in (Problem.LIBRARIES_MISSING, Problem.INTERPRETER_MISSING) \
                 and not finding.program.command.sudo:
             _resolve_one(finding, request, out)
         else:
@@ -293,9 +313,11 @@ def report(findings: Sequence[Finding], request: Request, err: TextIO | None = N
 
 def handle(request: Request, environ: Mapping[str, str] | None = None) -> int:
     """The whole job; always exit 0: the hook's status is the user's command's."""
-    # The shell ignores SIGINT while we run, and a child inherits that; Ctrl-C
-    # at our prompt must still interrupt us (the CLI turns it into exit 130).
+    # The shell ignores SIGINT while we run (and zsh runs its hooks with it
+    # blocked), and a child inherits both; Ctrl-C at our prompt must still
+    # interrupt us (the CLI turns it into exit 130).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if request.status not in HANDLED_STATUSES:
         return 0
     findings = find_broken(request, environ)

@@ -6,9 +6,9 @@ real `nixld-hook install` adds; `nixld-hook` on PATH is this checkout. Lines
 are typed as a terminal sends them: text, then a carriage return.
 
 The failures come from real ELF files and scripts (tests/test_handle.py
-builds them). The whole fail -> prompt -> yes -> next run works flow needs the
-test world and the resolver: `Session(..., interactive=True)` is where it
-slots in; here CI=true keeps the handler from asking, so it prints its line.
+builds them); here CI=true keeps the handler from asking, so it prints its
+line. The whole fail -> prompt -> answer -> next run flow, on the test world,
+is in tests/test_hooks_world.py, with `Session(..., interactive=True)`.
 """
 
 from __future__ import annotations
@@ -64,12 +64,16 @@ def tool_dir(root: Path) -> Path:
 class Session:
     """One interactive shell with the hook installed as a user would."""
 
-    def __init__(self, sh: str, root: Path, broken: Broken, *, user_rc: str | None = None,
-                 interactive: bool = False, install: bool = True) -> None:
+    def __init__(self, sh: str, root: Path, broken: Broken | None, *,
+                 user_rc: str | None = None, interactive: bool = False,
+                 env: dict[str, str] | None = None, install: bool = True) -> None:
+        """`env` (e.g. the test world's) overrides the defaults; `interactive`
+        lets the handler ask (CI unset), as for a person at the terminal."""
         need_tool(sh)
         self.sh = sh
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
+        path_dirs = [str(tool_dir(root))] + ([str(broken.path_dir)] if broken else [])
         self.env = {
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
@@ -77,13 +81,14 @@ class Session:
             "XDG_CACHE_HOME": str(self.home / ".cache"),
             "XDG_DATA_HOME": str(self.home / ".local/share"),
             "ZDOTDIR": str(self.home),
-            "PATH": f"{tool_dir(root)}:{broken.path_dir}:/usr/bin:/bin",
             "PYTHONPATH": str(REPO),
-            "NIX_LD": str(broken.loader),
             "TERM": "dumb",
             "LANG": "C.UTF-8",
             "NIXLD_TEST_CALLS": str(root / "calls"),
-            # Until the world and the resolver are wired in, nobody is asked.
+            **({"NIX_LD": str(broken.loader)} if broken else {}),
+            **(env or {}),
+            "PATH": ":".join([*path_dirs, "/usr/bin", "/bin"]),
+            # Without a person at the terminal (CI=true), nobody is asked.
             "CI": "" if interactive else "true",
         }
         rc = self.user_rc_file()
