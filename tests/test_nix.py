@@ -76,7 +76,9 @@ def test_progress_counts_paths_and_bytes_from_internal_json() -> None:
     progress.start(nix.FetchPlan(fetch=["a", "b"], download_bytes=2048))
     for line in [
         '@nix {"action":"start","id":7,"level":0,"text":"","type":103}',
-        '@nix {"action":"start","id":9,"level":4,"text":"","type":101}',
+        '@nix {"action":"start","id":8,"fields":["http://c/x.narinfo"],"type":101}',
+        '@nix {"action":"result","fields":[500,500,0,0],"id":8,"type":105}',
+        '@nix {"action":"start","id":9,"fields":["http://c/nar/x.nar.xz"],"type":101}',
         '@nix {"action":"result","fields":[1024,2048,0,0],"id":9,"type":105}',
         '@nix {"action":"result","fields":[1,2,1,0],"id":7,"type":105}',
     ]:
