@@ -16,6 +16,7 @@ class UsageError(NixldError):
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.usage = "%(prog)s [-h] PATH [ARGS...]"
     # One REMAINDER for PATH and its arguments: a separate PATH positional
     # would let argparse eat a `--` right after it. Everything after PATH,
     # `--version`, `--help` and `--` included, reaches the program untouched.
