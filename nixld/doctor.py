@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from nixld import paths
@@ -34,10 +35,44 @@ class Check:
     fix: str | None = None
 
 
-def check_hook(environ: Mapping[str, str]) -> Check:
-    from nixld.shell import installed_shells
+# Where the NixOS and home-manager modules (or a hand-written line) hook a
+# shell in, besides the block `nixld-hook install` adds.
+SYSTEM_RC_FILES: dict[str, tuple[str, ...]] = {
+    "bash": ("/etc/bashrc", "/etc/bash.bashrc"),
+    "zsh": ("/etc/zshrc", "/etc/zsh/zshrc"),
+    "fish": ("/etc/fish/config.fish",),
+}
 
-    shells = installed_shells(dict(environ))
+
+def _mentions_hook(path: Path, shell: str) -> bool:
+    """A start-up file that evals `nixld-hook init SHELL` or sources our hook."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return f"nixld-hook init {shell}" in text or f"nixld.{shell}" in text
+
+
+def hooked_shells(environ: Mapping[str, str],
+                  system_files: Mapping[str, tuple[str, ...]] = SYSTEM_RC_FILES) -> list[str]:
+    from nixld.shell import SHELLS, installed_shells, rc_file
+
+    found = set(installed_shells(dict(environ)))
+    home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    for shell in SHELLS:
+        candidates = [Path(p) for p in system_files.get(shell, ())]
+        candidates.append(rc_file(shell, dict(environ)).parent.parent / "config.fish"
+                          if shell == "fish" else rc_file(shell, dict(environ)))
+        if shell == "zsh":
+            candidates.append(home / ".zshrc")
+        if any(_mentions_hook(p, shell) for p in candidates):
+            found.add(shell)
+    return [s for s in SHELLS if s in found]
+
+
+def check_hook(environ: Mapping[str, str],
+               system_files: Mapping[str, tuple[str, ...]] = SYSTEM_RC_FILES) -> Check:
+    shells = hooked_shells(environ, system_files)
     if shells:
         return Check("hook", True, f"installed for {', '.join(shells)}")
     return Check("hook", False, "not installed in any shell's start-up files",

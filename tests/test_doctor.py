@@ -37,6 +37,20 @@ def test_hook_check_follows_install(xdg: Path) -> None:
 
 
 @pytest.mark.unit
+def test_hook_check_sees_module_and_eval_lines(xdg: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    etc_bashrc = tmp_path / "bashrc"
+    etc_bashrc.write_text(". /nix/store/x-nixld-hook/lib/python3/nixld/hooks/nixld.bash\n")
+    files = {"bash": (str(etc_bashrc),)}
+    assert doctor.check_hook(env, files).detail == "installed for bash"
+    fish_config = xdg / ".config" / "fish" / "config.fish"
+    fish_config.parent.mkdir(parents=True)
+    fish_config.write_text("nixld-hook init fish | source\n")
+    assert doctor.check_hook(env, files).detail == "installed for bash, fish"
+    assert doctor.check_hook(env, {}).detail == "installed for fish"
+
+
+@pytest.mark.unit
 def test_shim_missing_says_how_to_enable(tmp_path: Path) -> None:
     check = doctor.check_shim(str(tmp_path / "ld-linux-x86-64.so.2"))
     assert not check.ok
