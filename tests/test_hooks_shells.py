@@ -66,14 +66,15 @@ class Session:
 
     def __init__(self, sh: str, root: Path, broken: Broken | None, *,
                  user_rc: str | None = None, interactive: bool = False,
-                 env: dict[str, str] | None = None, install: bool = True) -> None:
+                 env: dict[str, str] | None = None, install: bool = True,
+                 path_dirs: tuple[str, ...] = ()) -> None:
         """`env` (e.g. the test world's) overrides the defaults; `interactive`
         lets the handler ask (CI unset), as for a person at the terminal."""
         need_tool(sh)
         self.sh = sh
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
-        path_dirs = [str(tool_dir(root))] + ([str(broken.path_dir)] if broken else [])
+        path = [str(tool_dir(root)), *path_dirs] + ([str(broken.path_dir)] if broken else [])
         self.env = {
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
@@ -87,7 +88,7 @@ class Session:
             "NIXLD_TEST_CALLS": str(root / "calls"),
             **({"NIX_LD": str(broken.loader)} if broken else {}),
             **(env or {}),
-            "PATH": ":".join([*path_dirs, "/usr/bin", "/bin"]),
+            "PATH": ":".join([*path, "/usr/bin", "/bin"]),
             # Without a person at the terminal (CI=true), nobody is asked.
             "CI": "" if interactive else "true",
         }

@@ -35,10 +35,12 @@ def sh(request: pytest.FixtureRequest) -> str:
 
 
 def open_session(sh: str, tmp_path: Path, world_env: dict[str, str], *,
-                 interactive: bool = True, env: dict[str, str] | None = None) -> Session:
+                 interactive: bool = True, env: dict[str, str] | None = None,
+                 path_dirs: tuple[str, ...] = ()) -> Session:
     keep = ("NIX_LD", "NIX_LD_LIBRARY_PATH", "NIX_CONFIG", "NIX_INDEX_DATABASE")
     world = {k: world_env[k] for k in keep}
-    return Session(sh, tmp_path, None, interactive=interactive, env={**world, **(env or {})})
+    return Session(sh, tmp_path, None, interactive=interactive, env={**world, **(env or {})},
+                   path_dirs=path_dirs)
 
 
 def fail_and_ask(s: Session, line: str) -> str:
@@ -91,6 +93,23 @@ def test_yes_and_run_it_now(sh: str, tmp_path: Path, world: world_mod.World,
         out = answer(s, "")  # Enter: run it now
         assert BZIP2_HELP in out
         assert s.status() != 0 or sh == "fish"  # $? is still the failed run's
+    finally:
+        s.close()
+
+
+def test_path_name_in_an_and_list(sh: str, tmp_path: Path, world: world_mod.World,
+                                  world_env: dict[str, str]) -> None:
+    # `bzip2` found on PATH (the shimmed copy comes first), after a cd and a
+    # command that worked: the handler finds the file as the shell did.
+    tool = shimmed(world)
+    s = open_session(sh, tmp_path, world_env, path_dirs=(str(tool.parent),))
+    try:
+        joiner = "; and" if sh == "fish" else " &&"
+        fail_and_ask(s, f"cd /{joiner} true{joiner} bzip2 --help")
+        answer(s, "y", expect="now? [Y/n]")
+        answer(s, "n")
+        out = s.run("bzip2 --help")
+        assert BZIP2_HELP in out and ASK not in out and not hook_lines(out)
     finally:
         s.close()
 
