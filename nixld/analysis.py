@@ -66,10 +66,10 @@ def loader_env_for(path: str, env: Mapping[str, str] | None = None,
 
 def entry_dirs_for(path: str) -> list[str]:
     """Directories of a still-valid per-binary entry, if there is one."""
-    try:
-        from nixld.entries import entry_for
-    except ImportError:  # pragma: no cover - entries module not present
-        return []
+    if not paths.entries_dir().is_dir() and not paths.SYSTEM_ENTRIES_DIR.is_dir():
+        return []  # no entries at all: spare the import on explain's hot path
+    from nixld.entries import entry_for
+
     found = entry_for(path)
     if found is None:
         return []

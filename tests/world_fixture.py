@@ -76,4 +76,12 @@ def world_home_dir(tmp_path: Path) -> Path:
 def world_env(world: world_mod.World, world_home_dir: Path) -> Iterator[dict[str, str]]:
     # Paths an earlier test left rooted (a profile in a kept tmp dir) stay valid.
     world_mod.reset_store(world)
-    yield world.env(world_home_dir, os.environ)
+    env = world.env(world_home_dir, os.environ)
+    yield env
+    # pytest keeps the last tmp dirs: drop this test's profile links (gc roots)
+    # so the next test's reset can make every provider a real substitution again.
+    state = Path(env["XDG_STATE_HOME"]) / "nixld"
+    if state.is_dir():
+        for link in state.glob("profile*"):
+            if link.is_symlink():
+                link.unlink()
