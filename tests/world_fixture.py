@@ -51,11 +51,32 @@ def _built_shim() -> Path | None:
     return SHIM if proc.returncode == 0 and SHIM.exists() else None
 
 
+GC_ROOTS_AUTO = Path("/nix/var/nix/gcroots/auto")
+
+
+def _drop_stale_test_roots(current: Path) -> None:
+    """Unlink nixld profile links left in the kept tmp dirs of earlier pytest
+    sessions: they are gc roots, and would keep world store paths valid, so a
+    realisation would no longer be a real substitution."""
+    pytest_root = current.parent
+    if not GC_ROOTS_AUTO.is_dir() or not pytest_root.name.startswith("pytest-of-"):
+        return
+    for root in GC_ROOTS_AUTO.iterdir():
+        try:
+            target = Path(os.readlink(root))
+        except OSError:
+            continue
+        if (target.is_relative_to(pytest_root) and not target.is_relative_to(current)
+                and "nixld" in target.parts and target.is_symlink()):
+            target.unlink()
+
+
 @pytest.fixture(scope="session")
-def world() -> world_mod.World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> world_mod.World:
     from tests.conftest import need, need_root, need_tool  # conftest imports this module
 
     need_root()
+    _drop_stale_test_roots(tmp_path_factory.getbasetemp())
     for tool in ("nix-store", "nix", "patchelf", "gcc", "apt-get", "dpkg-deb"):
         need_tool(tool)
     try:
