@@ -49,6 +49,7 @@ class Options:
     db: str | None = None
     from_hook: bool = False  # asked by the shell hook: honour "never"
     dry_run: bool = False
+    remembered: bool = True  # reuse a choice remembered for the same content
 
 
 @dataclass
@@ -459,7 +460,7 @@ def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
         if any(entries.is_never(t) for t in targets):
             return ExitCode.OK, None
     with _locked() if not opts.dry_run else contextlib.nullcontext():
-        start = [] if opts.dry_run else _remembered_dirs(targets)
+        start = _remembered_dirs(targets) if opts.remembered and not opts.dry_run else []
         try:
             outcome = run_rounds(targets, opts, rep, label, start)
         except NotAsked:
@@ -535,7 +536,7 @@ def upgrade_entries(paths: Sequence[str], *, assume_yes: bool = False) -> int:
         old = set(p.store_path for p in found[0].packages) if found else set()
         if found:
             entries.remove_entry(target)
-        code, outcome = resolve([target], Options(assume_yes=assume_yes))
+        code, outcome = resolve([target], Options(assume_yes=assume_yes, remembered=False))
         if outcome is None or outcome.answer in (Answer.NO, Answer.NEVER):
             if found:  # keep what worked before
                 entries.write_entry(found[0])
@@ -563,6 +564,14 @@ def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Rank
         targets.extend(collect_targets(path))
     analyses = _analyse_all(targets, (), opts.db)
     ranking = _rank_all(analyses, opts.db, set())
+    extra = _with_requests(opts, Reporter(opts.quiet), [], [])
+    if extra:
+        from nixld.rank import PlanItem, Ranking
+
+        ranking = ranking or Ranking({})
+        ranking.plan.extend(PlanItem(p.attr, p.output, p.store_path, tuple(p.sonames))
+                            for p in extra
+                            if p.store_path not in {i.store_path for i in ranking.plan})
     for analysis in analyses:
         analysis.ranking = ranking
     return analyses, ranking

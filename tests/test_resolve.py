@@ -301,3 +301,44 @@ def test_nothing_provides_says_what_is_still_missing(world: w.World, world_env: 
     assert "still missing" in result.stderr and "libz.so.1" in result.stderr
     assert "no package in the database provides" in result.stderr
     assert entry_files(world_env) == []
+
+
+def test_upgrade_moves_an_entry_to_the_current_database(world: w.World,
+                                                         world_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    from nixld.database import read_database, write_database
+
+    zstd = world.binaries["zstd"]
+    assert run_cli("resolve", "--yes", "--quiet", str(zstd), env=world_env,
+                   timeout=300).returncode == 0
+    [entry] = entry_files(world_env)
+    old_dirs = [ln[4:] for ln in entry.read_text().splitlines() if ln.startswith("dir ")]
+    # A newer database: the packages chosen before are gone from it, only the
+    # FHS env still has copies of every library.
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    keep = [(sp, files) for sp, files in read_database(world.database_file)
+            if sp.path not in {d.rsplit("/lib", 1)[0] for d in old_dirs}]
+    write_database(newer / "files", keep)
+    env = dict(world_env, NIX_INDEX_DATABASE=str(newer))
+    result = run_cli("upgrade", "--yes", str(zstd), env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [entry] = entry_files(world_env)
+    new_dirs = [ln[4:] for ln in entry.read_text().splitlines() if ln.startswith("dir ")]
+    assert new_dirs and not set(new_dirs) & set(old_dirs)
+    assert explain(zstd, env)["complete"]
+    installed = set(profile_paths(world_env))
+    assert not {d.rsplit("/lib", 1)[0] for d in old_dirs} & installed, \
+        "packages no entry uses any more leave the profile"
+
+
+def test_with_gpu_library_names_the_nixos_driver(world: w.World,
+                                                 world_env: dict[str, str]) -> None:
+    result = run_cli("resolve", "--dry-run", "--with", "libGL.so.1",
+                     str(world.binaries["bzip2"]), env=world_env)
+    assert result.returncode == 0, result.stderr
+    assert "/run/opengl-driver/lib" in result.stderr
+    if os.path.isdir("/run/opengl-driver/lib"):
+        assert "using the NixOS graphics driver" in result.stderr
+    else:  # not NixOS: a package is proposed instead
+        assert "hardware.graphics.enable" in result.stderr
