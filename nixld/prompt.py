@@ -128,6 +128,7 @@ class PlanSummary:
     plan: Sequence[PlanItem]
     download: int | None
     to_fetch: int
+    dlopen: Sequence[str] = ()  # sonames the binary may load at run time (.note.dlopen)
 
 
 def describe_plan(summary: PlanSummary) -> str:
@@ -150,6 +151,10 @@ def describe_plan(summary: PlanSummary) -> str:
                          f"{format_size(summary.download)}")
         else:
             lines.append("  everything is already in the Nix store")
+    if summary.dlopen:
+        names = ", ".join(safe(s) for s in summary.dlopen)
+        lines.append(f"  it may also load at run time: {names} "
+                     "(not included; add with --with SONAME)")
     return "\n".join(lines) + "\n"
 
 

@@ -235,6 +235,7 @@ def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
             label: str) -> tuple[Answer, dict[str, Candidate | None] | None]:
     """Round 1: ask, or take the top-ranked plan when auto-accepting."""
     from nixld import prompt
+    from nixld.elf import ElfInfo
 
     if opts.assume_yes or auto_accept_enabled():
         return Answer.YES, None
@@ -247,7 +248,10 @@ def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
         to_fetch, size = nix.query_missing(store_paths)
     except NixError:
         to_fetch, size = [], None
-    summary = prompt.PlanSummary(label, list(ranking.choices), ranking.plan, size, len(to_fetch))
+    hints = [s for a in outcome.analyses if isinstance(a.info, ElfInfo)
+             for h in a.info.dlopen for s in h.sonames if s not in opts.with_]
+    summary = prompt.PlanSummary(label, list(ranking.choices), ranking.plan, size,
+                                 len(to_fetch), list(dict.fromkeys(hints)))
     answer = prompt.ask_plan(summary)
     if answer is Answer.CHOOSE:
         return answer, prompt.choose_candidates(list(ranking.choices.values()))
