@@ -345,3 +345,19 @@ def test_quiet_when_the_tool_is_gone(session: Session, broken: Broken) -> None:
         assert session.status() == 127
     finally:
         tool.chmod(0o755)
+
+
+@all_shells
+def test_pipeline_statuses_kept(session: Session, broken: Broken) -> None:
+    # The hook runs before the prompt; the pipeline statuses the user's prompt
+    # reads afterwards are those the shell reports without any hook.
+    import subprocess
+
+    show = {"bash": "echo ps=${PIPESTATUS[*]}", "zsh": "echo ps=$pipestatus",
+            "fish": "echo ps=$pipestatus"}[session.sh]
+    line = f"true | {broken.bad_interp} | true"
+    plain = subprocess.run([session.sh, "-c", f"{line}; {show}"], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    assert "127" in plain
+    session.run(line)
+    assert plain in session.run(show)
