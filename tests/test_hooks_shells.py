@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -294,8 +295,6 @@ def test_not_hooked_when_not_interactive(sh: str) -> None:
         "zsh": f'. {hook}; echo "[${{precmd_functions-}}]"; whence -w __nixld_precmd || true',
         "fish": f"source {hook}; functions -q __nixld_postexec; or echo none; echo '[]'",
     }[sh]
-    import subprocess
-
     out = subprocess.run([sh, "-c", check], capture_output=True, text=True, check=False,
                          timeout=TIMEOUT).stdout
     assert "[]" in out and "__nixld" not in out.replace("__nixld_precmd: none", ""), out
@@ -351,8 +350,6 @@ def test_quiet_when_the_tool_is_gone(session: Session, broken: Broken) -> None:
 def test_pipeline_statuses_kept(session: Session, broken: Broken) -> None:
     # The hook runs before the prompt; the pipeline statuses the user's prompt
     # reads afterwards are those the shell reports without any hook.
-    import subprocess
-
     show = {"bash": "echo ps=${PIPESTATUS[*]}", "zsh": "echo ps=$pipestatus",
             "fish": "echo ps=$pipestatus"}[session.sh]
     line = f"true | {broken.bad_interp} | true"
@@ -361,3 +358,24 @@ def test_pipeline_statuses_kept(session: Session, broken: Broken) -> None:
     assert "127" in plain
     session.run(line)
     assert plain in session.run(show)
+
+
+@pytest.mark.slow
+def test_installed_package_ships_the_hooks(tmp_path: Path) -> None:
+    """A plain install has the hook files; init and install find them there."""
+    wheels, target = tmp_path / "wheels", tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "-w", str(wheels), str(REPO)],
+                   check=True, capture_output=True)
+    wheel = next(wheels.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run([str(target / "bin" / "nixld-hook"), "init", "bash"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.startswith(f"__nixld_bin={target / 'bin' / 'nixld-hook'}\n")
+    where = subprocess.run(
+        [sys.executable, "-c", "from nixld import shell; print(shell.hook_file('fish'))"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(target / "nixld" / "hooks" / "nixld.fish")

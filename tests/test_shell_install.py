@@ -19,10 +19,6 @@ pytestmark = pytest.mark.unit
 TOOL = "/opt/nixld hook/bin/nixld-hook"  # a space, to prove the quoting
 
 
-def env_of(home: Path) -> dict[str, str]:
-    return dict(os.environ)
-
-
 @pytest.mark.parametrize("original", [
     None,  # no file yet: install creates it, uninstall deletes it
     "",  # an empty file stays an empty file
@@ -186,3 +182,4 @@ def test_init_under_eval_is_quick(tmp_path: Path) -> None:
     result = run_cli("init", "zsh")
     assert result.returncode == 0
     assert time.perf_counter() - start < 5
+
