@@ -23,11 +23,12 @@ __nixld_handle() {
   if [[ -n $__nixld_trap ]]; then builtin eval "$__nixld_trap"; else builtin trap - INT; fi
 }
 
-# $1: exit status, $2: the pipeline's statuses, $3 (optional): the command line.
+# $1: the pipeline's statuses; $2 (optional): the command line, else the last
+# history entry (read only now, after a failure).
 __nixld_check() {
-  case " $2 " in
-    *" 127 "*) __nixld_handle 127 "${3-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
-    *" 126 "*) __nixld_handle 126 "${3-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
+  case " $1 " in
+    *" 127 "*) __nixld_handle 127 "${2-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
+    *" 126 "*) __nixld_handle 126 "${2-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
   esac
 }
 
@@ -36,7 +37,7 @@ __nixld_prompt() {
   local __nixld_s=$? __nixld_ps="${PIPESTATUS[*]}" __nixld_n=${__nixld_cmdno@P}
   if [[ $__nixld_n != "${__nixld_seen-}" ]]; then
     __nixld_seen=$__nixld_n
-    __nixld_check "$__nixld_s" "$__nixld_ps"
+    __nixld_check "$__nixld_ps"
   fi
   return "$__nixld_s"
 }
@@ -50,7 +51,7 @@ __nixld_precmd() {
   local __nixld_s=$? __nixld_ps="${BP_PIPESTATUS[*]-}"
   if [[ -n ${__nixld_armed-} ]]; then
     __nixld_armed=
-    __nixld_check "$__nixld_s" "${__nixld_ps:-$__nixld_s}" "${__nixld_line-}"
+    __nixld_check "${__nixld_ps:-$__nixld_s}" "${__nixld_line-}"
   fi
   return "$__nixld_s"
 }
