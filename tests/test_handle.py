@@ -217,6 +217,20 @@ def test_ordinary_failures_print_nothing(broken: Broken, line: str) -> None:
     assert time.monotonic() - start < 5
 
 
+def test_foreign_architecture_126(broken: Broken, tmp_path: Path) -> None:
+    cc = need_tool("aarch64-linux-gnu-gcc")
+    arm = tmp_path / "arm-tool"
+    src = tmp_path / "arm.c"
+    src.write_text("int main(void) { return 0; }\n")
+    subprocess.run([cc, "-o", str(arm), str(src)], check=True)
+    ran = subprocess.run(["bash", "-c", str(arm)], capture_output=True, check=False)
+    if ran.returncode != 126:
+        pytest.skip("this machine runs aarch64 binaries (binfmt_misc emulation)")
+    result = handle(broken, "./arm-tool", status=126, cwd=tmp_path)
+    assert result.stderr.startswith("nixld-hook: ./arm-tool: aarch64 binary")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_other_statuses_are_ignored(broken: Broken) -> None:
     result = handle(broken, "./needs-lib", status=1)
     assert (result.returncode, result.stderr) == (0, "")
