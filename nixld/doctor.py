@@ -126,6 +126,11 @@ def check_database(environ: Mapping[str, str], now: float | None = None) -> Chec
     except OSError:
         return Check("database", False, f"no nix-index database at {safe(db)}",
                      HOW_TO_GET_DATABASE)
+    if os.path.realpath(db).startswith("/nix/store/"):
+        # Store files all have mtime 1: the age is unknowable, and the file is
+        # refreshed with the configuration that put it there.
+        return Check("database", True, f"{safe(db)}, in the Nix store (from nix-index-database "
+                     "or a module; updated with your configuration)")
     days = max(0.0, ((now or time.time()) - mtime) / 86400)
     detail = f"{safe(db)}, {days:.0f} days old"
     if days > DATABASE_OLD_DAYS:

@@ -104,6 +104,18 @@ def test_database_present_old_missing(tmp_path: Path, xdg: Path) -> None:
     assert str(xdg / ".cache" / "nix-index" / "files") in doctor.check_database({}).detail
 
 
+def test_database_in_the_nix_store_has_no_age(tmp_path: Path) -> None:
+    need_tool("nix-store")
+    src = tmp_path / "nix-index-database"
+    src.mkdir()
+    (src / "files").write_bytes(b"NIXI")
+    store_path = subprocess.run(["nix-store", "--add", str(src)], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    assert os.stat(Path(store_path) / "files").st_mtime == 1  # as every store file
+    check = doctor.check_database({"NIX_INDEX_DATABASE": store_path})
+    assert check.ok and "in the Nix store" in check.detail
+
+
 def test_nix_found_with_version() -> None:
     need_tool("nix-store")
     check = doctor.check_nix(dict(os.environ))
