@@ -135,38 +135,37 @@ def test_directory_is_one_plan(world: w.World, world_env: dict[str, str],
         assert explain(binary, world_env)["complete"]
 
 
-def test_prompt_yes_with_enter(world: w.World, world_env: dict[str, str]) -> None:
-    child = spawn(["resolve", str(world.binaries["zstd"])], world_env)
+QUESTION = r"\[Y\]es/\[n\]o/\[c\]hoose/\[a\]lways/ne\[v\]er: "
+
+
+def answer_prompt(binary: Path, reply: str, expect: str, env: dict[str, str]) -> int:
+    """Run `resolve BINARY` on a terminal, answer `reply` + Enter (a carriage
+    return, as a real terminal sends), wait for `expect`; the exit status."""
+    child = spawn(["resolve", str(binary)], env)
     child.expect("lacks")
-    child.expect(r"\[Y\]es/\[n\]o/\[c\]hoose/\[a\]lways/ne\[v\]er: ")
-    child.send("\r")  # as a real terminal sends Enter
-    child.expect("now finds every library")
+    child.expect(QUESTION)
+    child.send(reply + "\r")
+    child.expect(expect)
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
-    assert explain(world.binaries["zstd"], world_env)["complete"]
+    assert child.exitstatus is not None
+    return int(child.exitstatus)
+
+
+def test_prompt_yes_with_enter(world: w.World, world_env: dict[str, str]) -> None:
+    zstd = world.binaries["zstd"]
+    assert answer_prompt(zstd, "", "now finds every library", world_env) == 0
+    assert explain(zstd, world_env)["complete"]
 
 
 def test_prompt_no_installs_nothing(world: w.World, world_env: dict[str, str]) -> None:
-    child = spawn(["resolve", str(world.binaries["zstd"])], world_env)
-    child.expect("ne\\[v\\]er: ")
-    child.send("n\r")
-    child.expect("nothing installed")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 1
+    assert answer_prompt(world.binaries["zstd"], "n", "nothing installed", world_env) == 1
     assert entry_files(world_env) == [] and profile_paths(world_env) == []
 
 
 def test_prompt_never_is_remembered(world: w.World, world_env: dict[str, str]) -> None:
     zstd = world.binaries["zstd"]
-    child = spawn(["resolve", str(zstd)], world_env)
-    child.expect("ne\\[v\\]er: ")
-    child.send("v\r")
-    child.expect("will not ask")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert answer_prompt(zstd, "v", "will not ask", world_env) == 0
     code = f"from nixld.entries import is_never; print(is_never({str(zstd)!r}))"
     check = subprocess.run(
         [sys.executable, "-c", code],
@@ -176,13 +175,7 @@ def test_prompt_never_is_remembered(world: w.World, world_env: dict[str, str]) -
 
 
 def test_prompt_always_turns_on_auto_accept(world: w.World, world_env: dict[str, str]) -> None:
-    child = spawn(["resolve", str(world.binaries["zstd"])], world_env)
-    child.expect("ne\\[v\\]er: ")
-    child.send("a\r")
-    child.expect("auto-accept is on")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert answer_prompt(world.binaries["zstd"], "a", "auto-accept is on", world_env) == 0
     config = Path(world_env["XDG_CONFIG_HOME"]) / "nixld" / "config.toml"
     assert "auto_accept = true" in config.read_text()
     # From now on no question, even without a terminal.
@@ -193,7 +186,7 @@ def test_prompt_always_turns_on_auto_accept(world: w.World, world_env: dict[str,
 def test_prompt_choose_per_library(world: w.World, world_env: dict[str, str]) -> None:
     zstd = world.binaries["zstd"]
     child = spawn(["resolve", str(zstd)], world_env)
-    child.expect("ne\\[v\\]er: ")
+    child.expect(QUESTION)
     child.send("c\r")
     picked_any = False
     while True:
