@@ -9,6 +9,7 @@ the soname index -> ranked candidates -> plan.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -132,14 +133,21 @@ def _version_needs_of(path: str) -> tuple:  # type: ignore[type-arg]
 
 def rank_missing(closure: Closure, db_file: Path) -> Ranking:
     """Look up every missing soname of one closure in one go and rank them."""
-    return rank_sonames([n.soname for n in closure.missing], required_versions(closure), db_file)
+    return rank_sonames([n.soname for n in closure.missing], required_versions(closure), db_file,
+                        symbols=lambda: required_symbols(closure))
 
 
 def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
-                 db_file: Path, *, exclude: Set[tuple[str, str]] = frozenset()) -> Ranking:
-    """Rank the providers of `sonames`, minus excluded (soname, store path) pairs."""
+                 db_file: Path, *, exclude: Set[tuple[str, str]] = frozenset(),
+                 symbols: Callable[[], Mapping[str, Sequence[str]]] | None = None) -> Ranking:
+    """Rank the providers of `sonames`, minus excluded (soname, store path) pairs.
+
+    `symbols` computes (only when some candidate is already local, since it
+    reads every resolved library's exports) the unversioned symbols each
+    missing soname must provide.
+    """
     from nixld.index import SonameIndex
-    from nixld.rank import local_version_check, rank_candidates
+    from nixld.rank import local_candidate_check, rank_candidates
 
     index = SonameIndex.open(db_file, progress=_progress_printer())
     providers = {
@@ -149,8 +157,62 @@ def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
     for soname in sonames:
         providers.setdefault(soname, [])
     counts = _library_counts(index, providers)
-    check = local_version_check(required, _version_defs)
+    any_local = any(os.path.exists(p.path) for provs in providers.values() for p in provs)
+    wanted = symbols() if symbols is not None and any_local else {}
+    check = local_candidate_check(required, wanted, library_facts)
     return rank_candidates(providers, library_counts=counts, version_check=check)
+
+
+def required_symbols(closure: Closure) -> dict[str, list[str]]:
+    """Per missing soname without version requirements: the undefined symbols
+    of the objects that need it which no resolved library of the closure
+    exports. A candidate must export these (ld.so binds unversioned symbols
+    to whichever loaded library has them)."""
+    versioned = required_versions(closure)
+    resolved = [n.path for n in closure.needed if n.path]
+    exported: set[str] = set()
+    for path in resolved:
+        exported.update(library_facts(path)[1])
+    out: dict[str, list[str]] = {}
+    for need in closure.missing:
+        if need.soname in versioned or need.path is not None:
+            continue
+        undefined: set[str] = set()
+        for needer in need.needed_by:
+            info = closure.binary if needer == closure.binary.path else _safe_read(needer)
+            undefined.update(info.undefined_symbols if info else ())
+        rest = sorted(undefined - exported)
+        # Several missing sonames share the rest; only a soname needed alone by
+        # its objects can be held to it.
+        if rest and sum(1 for n in closure.missing if set(n.needed_by) & set(need.needed_by)) == 1:
+            out[need.soname] = rest
+    return out
+
+
+def _safe_read(path: str) -> ElfInfo | None:
+    from nixld.elf import read_library
+
+    try:
+        return read_library(path, symbols=False)
+    except Exception:  # already reported by the loader
+        return None
+
+
+def library_facts(path: str) -> tuple[list[str], list[str]]:
+    """(version definitions, exported symbols) of a library file, cached by
+    the file's identity so the same checks are not paid twice."""
+    from nixld.index import LibraryFactsCache
+
+    cache = LibraryFactsCache()
+    facts = cache.get(Path(path))
+    if isinstance(facts, dict) and {"version_defs", "exports"} <= facts.keys():
+        return list(facts["version_defs"]), list(facts["exports"])
+    from nixld.elf import read_library
+
+    info = read_library(path, symbols=True)
+    defs, exports = list(info.version_defs), sorted(info.exported_symbols)
+    cache.put(Path(path), {"version_defs": defs, "exports": exports})
+    return defs, exports
 
 
 def _library_counts(index: object, providers: Mapping[str, Sequence[object]]) -> dict[str, int]:
@@ -159,12 +221,6 @@ def _library_counts(index: object, providers: Mapping[str, Sequence[object]]) ->
         return {}
     paths_seen = {p.store_path.path for provs in providers.values() for p in provs}  # type: ignore[attr-defined]
     return {p: int(counter(p)) for p in paths_seen}
-
-
-def _version_defs(path: str) -> tuple[str, ...]:
-    from nixld.elf import read_library
-
-    return tuple(read_library(path).version_defs)
 
 
 def _progress_printer() -> Callable[[str], None] | None:

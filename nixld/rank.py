@@ -194,29 +194,50 @@ class Ranking:
 VersionCheck = Callable[[str, str], str | None]
 
 
-def local_version_check(required: Mapping[str, Sequence[str]],
-                        read_defs: Callable[[str], Iterable[str]]) -> VersionCheck:
-    """Build a check that a realised candidate defines every required version.
+def local_candidate_check(required: Mapping[str, Sequence[str]],
+                          symbols: Mapping[str, Sequence[str]],
+                          read_facts: Callable[[str], tuple[Iterable[str], Iterable[str]]],
+                          ) -> VersionCheck:
+    """Build a check of a realised candidate against what the closure needs.
 
     `required[soname]` lists the versions the closure needs from `soname`;
-    `read_defs(path)` returns a library file's version definitions. Only files
-    present in the local store are read (nothing is downloaded to rank).
+    `symbols[soname]` the unversioned symbols only `soname` can provide.
+    `read_facts(path)` returns a library file's (version definitions,
+    exported symbols). Only files already in the local store are read
+    (nothing is downloaded to rank). Versions are checked first (cheap, and
+    what ld.so checks); symbols only where no version says anything.
     """
 
     def check(soname: str, path: str) -> str | None:
         versions = required.get(soname)
-        if not versions or not os.path.exists(path):
+        wanted = symbols.get(soname)
+        if not (versions or wanted) or not os.path.exists(path):
             return None
         try:
-            defined = set(read_defs(path))
+            defined, exported = read_facts(path)
         except Exception:  # a broken local file is no reason to stop ranking
             return None
-        lacking = [v for v in versions if v not in defined]
-        if lacking:
-            return f"lacks required version{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}"
+        if versions:
+            have = set(defined)
+            lacking = [v for v in versions if v not in have]
+            if lacking:
+                return (f"lacks required version{'s' if len(lacking) > 1 else ''} "
+                        f"{', '.join(lacking)}")
+            return None
+        exports = set(exported)
+        absent = [sym for sym in wanted or () if sym not in exports]
+        if absent:
+            more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+            return f"lacks symbol {absent[0]}{more}"
         return None
 
     return check
+
+
+def local_version_check(required: Mapping[str, Sequence[str]],
+                        read_defs: Callable[[str], Iterable[str]]) -> VersionCheck:
+    """The version half of `local_candidate_check` alone."""
+    return local_candidate_check(required, {}, lambda path: (read_defs(path), ()))
 
 
 def _base_candidate(provider: Provider, library_counts: Mapping[str, int],

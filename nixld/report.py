@@ -315,10 +315,15 @@ def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]
         cands = [c for c in choice.candidates if not c.dropped] if choice else []
         if analysis.database_error:
             continue
+        dropped = [c for c in choice.candidates if c.dropped] if choice else []
         if not cands:
-            lines.append("    " + st.red("no package in the database provides it"))
-            continue
-        lines.extend(_candidate_table(cands, choice.chosen if choice else None, st))
+            lines.append("    " + st.red("every package that has it was dropped" if dropped
+                                          else "no package in the database provides it"))
+        else:
+            lines.extend(_candidate_table(cands, choice.chosen if choice else None, st))
+        for cand in dropped:
+            lines.append(st.dim(f"    dropped {safe(cand.attr)} ({safe(cand.store_path)}): "
+                                f"{safe(cand.reasons[-1])}"))
     plan = analysis.ranking.plan if analysis.ranking else []
     lines.append("")
     if plan:

@@ -160,7 +160,12 @@ def _analyse_all(targets: Sequence[str], dirs: Sequence[str], db: str | None) ->
 def _rank_all(analyses: Sequence[Analysis], db: str | None,
               exclude: set[tuple[str, str]]) -> Ranking | None:
     from nixld import paths
-    from nixld.analysis import HOW_TO_GET_DATABASE, rank_sonames, required_versions
+    from nixld.analysis import (
+        HOW_TO_GET_DATABASE,
+        rank_sonames,
+        required_symbols,
+        required_versions,
+    )
     from nixld.errors import DatabaseError
 
     sonames: list[str] = []
@@ -179,7 +184,15 @@ def _rank_all(analyses: Sequence[Analysis], db: str | None,
     db_file = paths.database_file(db)
     if not db_file.exists():
         raise DatabaseError(f"no nix-index database at {db_file}: {HOW_TO_GET_DATABASE}")
-    return rank_sonames(sonames, required, db_file, exclude=exclude)
+    def symbols() -> dict[str, list[str]]:
+        merged: dict[str, list[str]] = {}
+        for analysis in analyses:
+            if analysis.closure is not None:
+                for soname, syms in required_symbols(analysis.closure).items():
+                    merged.setdefault(soname, []).extend(syms)
+        return merged
+
+    return rank_sonames(sonames, required, db_file, exclude=exclude, symbols=symbols)
 
 
 def _picks_from(ranking: Ranking, overrides: dict[str, Candidate | None] | None) -> list[Picked]:

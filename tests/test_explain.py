@@ -181,3 +181,49 @@ def test_dry_run_directory_is_one_plan(tmp_path: Path, nixos_env: dict[str, str]
     missing = {m["soname"]: m for m in doc["missing"]}
     assert set(missing) == {"libselinux.so.1", "libpcre2-8.so.0"}
     assert sorted(p["attr"] for p in doc["plan"]) == ["libselinux", "pcre2"]
+
+
+def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
+                                                     nixos_env: dict[str, str]) -> None:
+    """No symbol versions to go by: the exported symbols decide (ld.so would
+    fail with `undefined symbol: q_new` on the older copy)."""
+    import subprocess
+
+    from tests.conftest import need_tool
+
+    gcc = need_tool("gcc")
+    need_tool("nix-store")
+    src = tmp_path / "q.c"
+    src.write_text("int q_old(void) { return 1; }\n#ifdef NEW\nint q_new(void) { return 2; }\n"
+                   "#endif\n")
+    for name, flags in (("old", []), ("new", ["-DNEW"])):
+        lib = tmp_path / f"libq-{name}" / "lib"
+        lib.mkdir(parents=True)
+        subprocess.run([gcc, "-shared", "-fPIC", *flags, "-Wl,-soname,libq.so.1", "-o",
+                        str(lib / "libq.so.1"), str(src)], check=True)
+    main = tmp_path / "main.c"
+    main.write_text("int q_new(void);\nint main(void) { return q_new(); }\n")
+    binary = tmp_path / "uses-q"
+    subprocess.run([gcc, "-o", str(binary), str(main), f"-L{tmp_path / 'libq-new' / 'lib'}",
+                    "-l:libq.so.1"], check=True)
+    added = {}
+    for name in ("old", "new"):
+        added[name] = subprocess.run(["nix-store", "--add", str(tmp_path / f"libq-{name}")],
+                                     capture_output=True, text=True, check=True).stdout.strip()
+
+    def item(name: str, attr: str) -> tuple[StorePath, list[FileEntry]]:
+        digest, store_name = added[name].removeprefix("/nix/store/").split("-", 1)
+        return (StorePath("/nix/store", digest, store_name, Origin(attr, "out", True, None)),
+                [FileEntry(b"", "d"), FileEntry(b"/lib", "d"),
+                 FileEntry(b"/lib/libq.so.1", "r", 8000)])
+
+    db = tmp_path / "qdb"
+    db.mkdir()
+    # The old copy is named after the library: without the check it would win.
+    write_database(db / "files", [item("old", "libq"), item("new", "qq-tools")])
+    env = dict(nixos_env, NIX_INDEX_DATABASE=str(db))
+    doc = json.loads(run_cli("explain", "--json", str(binary), env=env).stdout)
+    [missing] = doc["missing"]
+    assert missing["soname"] == "libq.so.1"
+    assert missing["chosen"]["store_path"] == added["new"]
+    assert [c["store_path"] for c in missing["candidates"]] == [added["new"]]
