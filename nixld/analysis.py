@@ -95,6 +95,15 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
     missing = result.closure.missing
     db_file = paths.database_file(db)
     result.database = db_file
+    from nixld.elf import host_compat
+
+    if missing and host_compat(info):
+        # The database's libraries are for this machine's architecture: none of
+        # them can serve this binary, so proposing them would only mislead.
+        result.warnings.append(
+            "no providers are proposed: the nix-index database lists libraries for this "
+            "machine's architecture, which this binary cannot use")
+        return result
     if not missing:
         if not db_file.exists():
             result.warnings.append(

@@ -298,7 +298,10 @@ def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]
     missing = closure.missing
     lines: list[str] = [""]
     if not missing and not closure.glibc_problems:
-        if closure.real_loader_exists:
+        if closure.real_loader_exists and closure.real_loader_problem:
+            lines.append("every library outside glibc resolves; the real loader cannot load "
+                         "this binary (see above), and glibc comes with a loader that can")
+        elif closure.real_loader_exists:
             lines.append(st.green("every library resolves: nothing is missing"))
         else:
             lines.append("every library outside glibc resolves; glibc comes with the real loader")

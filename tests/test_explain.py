@@ -227,3 +227,31 @@ def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
     assert missing["soname"] == "libq.so.1"
     assert missing["chosen"]["store_path"] == added["new"]
     assert [c["store_path"] for c in missing["candidates"]] == [added["new"]]
+
+
+def test_32_bit_binary_is_explained_without_64_bit_providers(tmp_path: Path,
+                                                               nixos_env: dict[str, str]) -> None:
+    import subprocess
+
+    from tests.conftest import need_tool
+
+    gcc = need_tool("gcc")
+    patchelf = need_tool("patchelf")
+    src = tmp_path / "m.c"
+    src.write_text("int main(void) { return 0; }\n")
+    binary = tmp_path / "tool32"
+    built = subprocess.run([gcc, "-m32", "-o", str(binary), str(src)], capture_output=True,
+                           text=True, check=False)
+    assert built.returncode == 0, f"gcc -m32 (gcc-12-multilib): {built.stderr}"
+    subprocess.run([patchelf, "--add-needed", "libselinux.so.1", str(binary)], check=True)
+    result = run_cli("explain", "--json", str(binary), env=nixos_env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert schema_check.errors(doc, SCHEMA) == []
+    assert doc["elf"]["class"] == 32
+    assert "32-bit" in doc["host_compat"]
+    assert [m["soname"] for m in doc["missing"]] == ["libselinux.so.1"]
+    assert doc["missing"][0]["candidates"] == [] and doc["plan"] == []
+    assert any("no providers are proposed" in w for w in doc["warnings"])
+    text = run_cli("explain", str(binary), env=nixos_env).stdout
+    assert "32-bit x86 binary" in text
