@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from nixld.rank import Ranking
 
 HOW_TO_GET_DATABASE = (
-    "get one with `nix-index` (builds it, ~10 min) or download a prebuilt `files` from "
-    "nix-index-database into ~/.cache/nix-index/, or point --db / $NIX_INDEX_DATABASE at it"
+    "download a prebuilt one from nix-community/nix-index-database as "
+    "~/.cache/nix-index/files, or build one with `nix-index` (slow), or point --db / "
+    "$NIX_INDEX_DATABASE at a directory holding `files`"
 )
 
 
