@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from nixld.errors import NixError, StateError
-from nixld.text import safe
+from nixld.text import human_size, safe
 
 log = logging.getLogger(__name__)
 
@@ -241,15 +241,6 @@ def query_missing(store_paths: Sequence[str]) -> tuple[list[str], int]:
     """
     plan = plan_fetch(store_paths)
     return plan.fetch, plan.download_bytes
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 class Progress:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nixld.text import safe
+from nixld.text import human_size, safe
 
 if TYPE_CHECKING:
     from nixld.rank import Candidate, Choice, PlanItem
@@ -109,14 +109,7 @@ def _ask(tty: Tty, question: str) -> str:
 
 
 def format_size(size: int | None) -> str:
-    if size is None:
-        return "size unknown"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
+    return "size unknown" if size is None else human_size(size)
 
 
 @dataclass(frozen=True)

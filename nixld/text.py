@@ -38,3 +38,13 @@ def use_colour(stream: TextIO = sys.stdout) -> bool:
     if os.environ.get("NO_COLOR"):
         return False
     return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def human_size(n: int) -> str:
+    """Bytes in binary units, as Nix prints them: `512 B`, `61.4 KiB`, `2.3 MiB`."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
