@@ -255,3 +255,23 @@ def test_32_bit_binary_is_explained_without_64_bit_providers(tmp_path: Path,
     assert any("no providers are proposed" in w for w in doc["warnings"])
     text = run_cli("explain", str(binary), env=nixos_env).stdout
     assert "32-bit x86 binary" in text
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colour_only_on_a_terminal_and_never_with_no_color(nixos_env: dict[str, str],
+                                                          no_color: bool) -> None:
+    import sys
+
+    import pexpect
+
+    env = dict(nixos_env, PYTHONPATH=str(REPO), TERM="xterm")
+    if no_color:
+        env["NO_COLOR"] = "1"
+    child = pexpect.spawn(sys.executable, ["-m", "nixld", "explain", "/bin/ls"], env=env,
+                          encoding="utf-8", timeout=60)
+    child.expect(pexpect.EOF)
+    out = child.before
+    child.close()
+    assert child.exitstatus == 0
+    assert "libselinux.so.1" in out
+    assert ("\x1b[" in out) is not no_color
