@@ -159,7 +159,10 @@ def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
     from nixld.index import SonameIndex
     from nixld.rank import local_candidate_check, rank_candidates
 
-    index = SonameIndex.open(db_file, progress=_progress_printer())
+    progress = _progress_printer()
+    index = SonameIndex.open(db_file, progress=progress.show if progress else None)
+    if progress:
+        progress.done()
     providers = {
         soname: [p for p in provs if (soname, p.store_path.path) not in exclude]
         for soname, provs in index.lookup(sonames).items()
@@ -233,13 +236,22 @@ def _library_counts(index: object, providers: Mapping[str, Sequence[object]]) ->
     return {p: int(counter(p)) for p in paths_seen}
 
 
-def _progress_printer() -> Callable[[str], None] | None:
-    """Progress of a first index build, on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
+class _Progress:
+    """A live line on stderr while the index is first built; erased after."""
 
-    def show(message: str) -> None:
+    shown = False
+
+    def show(self, message: str) -> None:
         sys.stderr.write(f"\r\x1b[K{safe(message)}")
         sys.stderr.flush()
+        self.shown = True
 
-    return show
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _progress_printer() -> _Progress | None:
+    """Progress of a first index build, on stderr when it is a terminal."""
+    return _Progress() if sys.stderr.isatty() else None

@@ -274,4 +274,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(nixos_env: dict[str, 
     child.close()
     assert child.exitstatus == 0
     assert "libselinux.so.1" in out
-    assert ("\x1b[" in out) is not no_color
+    import re
+
+    assert (re.search(r"\x1b\[[0-9;]*m", out) is not None) is not no_color
+    assert "entries/s)/bin/ls" not in out, "the index progress line is erased"
