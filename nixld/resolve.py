@@ -506,13 +506,50 @@ def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
     return _report(outcome, rep), outcome
 
 
+def _not_libraries(outcome: Outcome) -> tuple[list[str], int]:
+    """What libraries cannot fix, said once per target; and the worst exit code."""
+    from nixld.elf import ScriptInfo
+
+    lines: list[str] = []
+    code = ExitCode.OK
+    for analysis in outcome.analyses:
+        info, name = analysis.info, safe(analysis.path)
+        if isinstance(info, ScriptInfo):
+            if not info.interpreter_exists:
+                lines.append(f"{name} is a script whose #! interpreter {safe(info.interpreter)} "
+                             "does not exist: libraries cannot fix that (edit its first line, "
+                             "e.g. `#!/usr/bin/env NAME`)")
+                code = ExitCode.FAILURE
+            else:
+                lines.append(f"{name} is a script: its interpreter exists, nothing to do")
+        elif info.is_static:
+            lines.append(f"{name} is statically linked: it needs no loader and no libraries")
+        elif analysis.closure is not None and not analysis.closure.real_loader_exists:
+            lines.append(f"note: the real loader {safe(analysis.closure.env.real_loader)} does "
+                         "not exist here, so glibc was not checked (set NIX_LD, or enable the "
+                         "shim on NixOS)")
+    return lines, code
+
+
 def _report(outcome: Outcome, rep: Reporter) -> int:
     installed = ", ".join(f"{safe(p.attr)}" for p in outcome.picked)
+    notes, code = _not_libraries(outcome)
+    for note in dict.fromkeys(notes):
+        print(f"nixld-hook: {note}", file=sys.stderr)
+    if outcome.complete and code:
+        return code
     if outcome.complete:
-        what = f"installed {installed}; " if installed else ""
         names = ", ".join(safe(t) for t in outcome.targets[:3])
         more = f" and {len(outcome.targets) - 3} more" if len(outcome.targets) > 3 else ""
-        print(f"nixld-hook: {what}{names}{more} now finds every library", file=sys.stderr)
+        if installed:
+            print(f"nixld-hook: installed {installed}; {names}{more} now finds every library",
+                  file=sys.stderr)
+        elif outcome.entries:
+            print(f"nixld-hook: {names}{more} now finds every library (remembered choice)",
+                  file=sys.stderr)
+        else:
+            print(f"nixld-hook: {names}{more}: nothing is missing, nothing to install",
+                  file=sys.stderr)
         return ExitCode.OK
     missing = outcome.still_missing
     failed = [safe(s) for s in missing if s in outcome.failed]

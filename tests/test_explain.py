@@ -278,3 +278,26 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(nixos_env: dict[str, 
 
     assert (re.search(r"\x1b\[[0-9;]*m", out) is not None) is not no_color
     assert "entries/s)/bin/ls" not in out, "the index progress line is erased"
+
+
+def test_resolve_says_what_libraries_cannot_fix(tmp_path: Path,
+                                                nixos_env: dict[str, str]) -> None:
+    import subprocess
+
+    from tests.conftest import need_tool
+
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/usr/bin/no-such-shell\n")
+    result = run_cli("resolve", "--yes", str(script), env=nixos_env)
+    assert result.returncode == 1
+    assert "#! interpreter /usr/bin/no-such-shell does not exist" in result.stderr
+    gcc = need_tool("gcc")
+    src = tmp_path / "s.c"
+    src.write_text("int main(void) { return 0; }\n")
+    static = tmp_path / "static-tool"
+    subprocess.run([gcc, "-static", "-o", str(static), str(src)], check=True)
+    result = run_cli("resolve", "--yes", str(static), env=nixos_env)
+    assert result.returncode == 0
+    assert "statically linked" in result.stderr
+    state = Path(nixos_env["XDG_STATE_HOME"]) / "nixld" / "entries"
+    assert not state.exists() or not any(state.iterdir())
