@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.build import Fixtures, build_fixtures
+
 # The NixOS-like test world (tests/world_fixture.py), for every test module.
 from tests.world_fixture import world, world_env, world_home_dir  # noqa: F401
 
@@ -71,3 +73,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
         env=full_env, input=input, cwd=cwd, capture_output=True, text=True,
         timeout=timeout, check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
+    """The C fixtures of tests/fixtures/, compiled once per session."""
+    need_tool("gcc")
+    return build_fixtures(tmp_path_factory.getbasetemp() / "elf-fixtures")

@@ -24,18 +24,12 @@ from nixld.elf import (
     read_library,
 )
 from nixld.errors import BadInputError
-from tests.conftest import need, need_tool
-from tests.fixtures.build import Fixtures, build_fixtures
+from tests.conftest import need
+from tests.fixtures.build import Fixtures
 
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 # A small real ELF present wherever Python runs: the interpreter itself.
 PYTHON_ELF = os.path.realpath(sys.executable)
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
-    need_tool("gcc")
-    return build_fixtures(tmp_path_factory.getbasetemp() / "elf-fixtures")
 
 
 def elf(path: str | Path) -> ElfInfo:

@@ -17,6 +17,7 @@ import pytest
 from nixld.database import FileEntry, Origin, StorePath, write_database
 from tests import schema_check
 from tests.conftest import REPO, run_cli
+from tests.fixtures.build import Fixtures
 
 SCHEMA = json.loads((REPO / "nixld/schema/explain.schema.json").read_text())
 HOST_LIB = Path("/lib/x86_64-linux-gnu")
@@ -301,3 +302,34 @@ def test_resolve_says_what_libraries_cannot_fix(tmp_path: Path,
     assert "statically linked" in result.stderr
     state = Path(nixos_env["XDG_STATE_HOME"]) / "nixld" / "entries"
     assert not state.exists() or not any(state.iterdir())
+
+
+def test_explain_on_the_loader_fixtures(fx: Fixtures, nixos_env: dict[str, str]) -> None:
+    """The rules as `nixld-hook explain --json` reports them, on gcc-built fixtures."""
+
+    def via(binary: Path,
+            env: dict[str, str] = nixos_env) -> dict[str, tuple[str | None, str | None]]:
+        result = run_cli("explain", "--json", str(binary), env=env)
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert schema_check.errors(doc, SCHEMA) == []
+        return {n["soname"]: (n["via"], n["path"]) for n in doc["needed"]}
+
+    # RPATH is inherited along the chain; RUNPATH is not. Both are $ORIGIN/../lib.
+    rpath = via(fx.needs_a_rpath)
+    assert rpath["liba.so.1"] == ("rpath", str(fx.lib / "liba.so.1"))
+    assert rpath["libb.so.1"] == ("rpath", str(fx.lib / "libb.so.1"))
+    runpath = via(fx.needs_a_runpath)
+    assert runpath["liba.so.1"] == ("runpath", str(fx.lib / "liba.so.1"))
+    assert runpath["libb.so.1"] == (None, None)
+    # A version requirement the older copy lacks is reported as such.
+    doc = json.loads(run_cli("explain", "--json", str(fx.needs_v2),
+                             env=dict(nixos_env, NIX_LD_LIBRARY_PATH=str(fx.libv_v1))).stdout)
+    [need] = [n for n in doc["needed"] if n["soname"] == "libv.so.1"]
+    assert [p["version"] for p in need["version_problems"]] == ["V2"]
+    assert [m["reason"] for m in doc["missing"]] == ["missing-version"]
+    # A wrong-architecture decoy earlier in the path is skipped, as ld.so skips it.
+    if fx.hello32 is not None:
+        decoy = via(fx.needs_a_runpath,
+                    dict(nixos_env, NIX_LD_LIBRARY_PATH=f"{fx.root / 'decoy32'}:{fx.lib}"))
+        assert decoy["libb.so.1"] == ("NIX_LD_LIBRARY_PATH", str(fx.lib / "libb.so.1"))

@@ -31,17 +31,11 @@ from nixld.loader import (
     resolve_closure,
 )
 from tests.conftest import need, need_tool
-from tests.fixtures.build import Fixtures, build_fixtures
+from tests.fixtures.build import Fixtures
 
 DEBIAN_LD = "/lib64/ld-linux-x86-64.so.2"
 DEBIAN_LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 DEBIAN_LIBDIR = "/lib/x86_64-linux-gnu"
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
-    need_tool("gcc")
-    return build_fixtures(tmp_path_factory.getbasetemp() / "elf-fixtures")
 
 
 @dataclass
