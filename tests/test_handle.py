@@ -223,9 +223,8 @@ def test_foreign_architecture_126(broken: Broken, tmp_path: Path) -> None:
     src = tmp_path / "arm.c"
     src.write_text("int main(void) { return 0; }\n")
     subprocess.run([cc, "-o", str(arm), str(src)], check=True)
-    ran = subprocess.run(["bash", "-c", str(arm)], capture_output=True, check=False)
-    if ran.returncode != 126:
-        pytest.skip("this machine runs aarch64 binaries (binfmt_misc emulation)")
+    # Without binfmt emulation the shell says 126 ("cannot execute binary file");
+    # the handler is judged on that status whatever this machine does.
     result = handle(broken, "./arm-tool", status=126, cwd=tmp_path)
     assert result.stderr.startswith("nixld-hook: ./arm-tool: aarch64 binary")
     assert len(result.stderr.splitlines()) == 1

@@ -287,7 +287,7 @@ def test_sigint_mid_realise_stops_nix_and_leaves_the_path_absent(
 
 
 def test_progress_line_on_a_terminal(nix_cache: NixCache) -> None:
-    pexpect = pytest.importorskip("pexpect")
+    import pexpect
     blob = os.urandom(200 * 1024)
     path = nix_cache.publish("shown", {"lib/libshown.so.1": blob})
     env = dict(os.environ, PYTHONPATH=str(REPO))
