@@ -234,12 +234,6 @@ def local_candidate_check(required: Mapping[str, Sequence[str]],
     return check
 
 
-def local_version_check(required: Mapping[str, Sequence[str]],
-                        read_defs: Callable[[str], Iterable[str]]) -> VersionCheck:
-    """The version half of `local_candidate_check` alone."""
-    return local_candidate_check(required, {}, lambda path: (read_defs(path), ()))
-
-
 def _base_candidate(provider: Provider, library_counts: Mapping[str, int],
                     check: VersionCheck | None) -> Candidate:
     sp = provider.store_path

@@ -73,7 +73,6 @@ class Outcome:
     analyses: list[Analysis]
     answer: Answer | None = None
     entries: list[Path] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     # Dirs asked for with --with: loaded with dlopen, so no closure shows them.
     always_dirs: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)  # the final search order
