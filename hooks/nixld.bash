@@ -1,5 +1,6 @@
 # nixld-hook for bash: after a command fails with 126/127 (a binary that could
-# not start), ask `nixld-hook handle` what was missing. Sourced by the block
+# not start), or with 1 from a path (a library lacking a symbol version), ask
+# `nixld-hook handle` what was missing. Sourced by the block
 # `nixld-hook install` adds to ~/.bashrc, or `eval "$(nixld-hook init bash)"`.
 #
 # With nothing failed a prompt costs a few builtins: no fork, no subshell.
@@ -29,7 +30,17 @@ __nixld_check() {
   case " $1 " in
     *" 127 "*) __nixld_handle 127 "${2-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
     *" 126 "*) __nixld_handle 126 "${2-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
+    *" 1 "*) __nixld_check_path_1 "${2-$(builtin fc -ln -0 -0 2>/dev/null)}" ;;
   esac
+}
+
+# Status 1 is everyday (grep, false, make), but it is also how ld.so fails on
+# a library lacking a symbol version: hand it over only when the line starts
+# with a path (`./tool`), so a failing grep never starts Python.
+__nixld_check_path_1() {
+  local __nixld_w=${1#"${1%%[![:space:]]*}"}
+  __nixld_w=${__nixld_w%%[[:space:]]*}
+  if [[ $__nixld_w == */* ]]; then __nixld_handle 1 "$1"; fi
 }
 
 # PROMPT_COMMAND hook: first in the list, so $? and PIPESTATUS are the user's.

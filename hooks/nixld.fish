@@ -1,5 +1,6 @@
 # nixld-hook for fish: after a command fails with 126/127 (a binary that could
-# not start), ask `nixld-hook handle` what was missing. Sourced by the drop-in
+# not start), or with 1 from a path (a library lacking a symbol version), ask
+# `nixld-hook handle` what was missing. Sourced by the drop-in
 # `nixld-hook install` writes to $XDG_CONFIG_HOME/fish/conf.d/nixld.fish, or
 # `nixld-hook init fish | source`.
 #
@@ -16,6 +17,13 @@ if status is-interactive
             __nixld_handle 127 $argv[1]
         else if contains -- 126 $__nixld_ps
             __nixld_handle 126 $argv[1]
+        else if contains -- 1 $__nixld_ps
+            # 1 is everyday, but also ld.so's exit for a library lacking a
+            # symbol version: only a line that starts with a path is handed over.
+            set -l __nixld_w (string trim -- $argv[1] | string split -f1 ' ')
+            if string match -q '*/*' -- $__nixld_w
+                __nixld_handle 1 $argv[1]
+            end
         end
     end
 

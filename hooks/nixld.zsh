@@ -1,5 +1,6 @@
 # nixld-hook for zsh: after a command fails with 126/127 (a binary that could
-# not start), ask `nixld-hook handle` what was missing. Sourced by the block
+# not start), or with 1 from a path (a library lacking a symbol version), ask
+# `nixld-hook handle` what was missing. Sourced by the block
 # `nixld-hook install` adds to ${ZDOTDIR:-$HOME}/.zshrc, or
 # `eval "$(nixld-hook init zsh)"`.
 #
@@ -25,6 +26,9 @@ __nixld_precmd() {
   case " $__nixld_ps " in
     (*" 127 "*) __nixld_handle 127 "$__nixld_line" ;;
     (*" 126 "*) __nixld_handle 126 "$__nixld_line" ;;
+    # 1 is everyday (grep, false), but also ld.so's exit for a library lacking
+    # a symbol version: hand it over only for a line that starts with a path.
+    (*" 1 "*) [[ ${${(Az)__nixld_line}[1]-} != */* ]] || __nixld_handle 1 "$__nixld_line" ;;
   esac
   return $__nixld_s
 }

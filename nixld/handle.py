@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from nixld.elf import ElfInfo
     from nixld.loader import Closure
 
-HANDLED_STATUSES = (126, 127)
+# 126/127: the program could not start. 1: what glibc's ld.so exits with when
+# a library lacks a required symbol version ("version `GLIBCXX_3.4.30' not
+# found"); the hooks hand over a 1 only for lines that start with a path.
+HANDLED_STATUSES = (1, 126, 127)
 SHIM_ENABLE = "programs.nixld.enable = true;"
 # Both nix-ld and our shim read this variable; glibc's ld.so never names it.
 SHIM_MARKER = b"NIX_LD_LIBRARY_PATH"
@@ -321,6 +324,10 @@ def handle(request: Request, environ: Mapping[str, str] | None = None) -> int:
     if request.status not in HANDLED_STATUSES:
         return 0
     findings = find_broken(request, environ)
+    if request.status == 1:
+        # Only the loader's version failure exits 1 before the program runs;
+        # any other finding cannot be why this command (which ran) failed.
+        findings = [f for f in findings if f.problem is Problem.LIBRARIES_MISSING]
     if findings:
         report(findings, request)
     return 0

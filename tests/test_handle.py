@@ -231,8 +231,20 @@ def test_foreign_architecture_126(broken: Broken, tmp_path: Path) -> None:
 
 
 def test_other_statuses_are_ignored(broken: Broken) -> None:
-    result = handle(broken, "./needs-lib", status=1)
-    assert (result.returncode, result.stderr) == (0, "")
+    for status in (0, 2, 130):
+        result = handle(broken, "./needs-lib", status=status)
+        assert (result.returncode, result.stderr) == (0, ""), status
+
+
+def test_status_1_judges_only_what_makes_the_loader_exit_1(broken: Broken) -> None:
+    # ld.so exits 1 for a missing symbol version: that is reported.
+    result = handle(broken, "./needs-version", status=1)
+    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1; "
+                             "run: nixld-hook resolve ./needs-version\n")
+    # A missing interpreter or #! interpreter never gives 1: not why this failed.
+    for line in ("./bad-interp", "./bad-script", "./good-script"):
+        result = handle(broken, line, status=1)
+        assert (result.returncode, result.stderr) == (0, ""), line
 
 
 def test_plain_loader_not_named_by_nix_ld_is_not_judged(broken: Broken) -> None:

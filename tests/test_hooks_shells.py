@@ -379,3 +379,33 @@ def test_installed_package_ships_the_hooks(tmp_path: Path) -> None:
         [sys.executable, "-c", "from nixld import shell; print(shell.hook_file('fish'))"],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
     assert where == str(target / "nixld" / "hooks" / "nixld.fish")
+
+
+@all_shells
+def test_missing_symbol_version_exits_1_and_is_still_caught(session: Session,
+                                                            broken: Broken) -> None:
+    # glibc's ld.so exits 1 (not 127) for "version `NIXLDFIX_2' not found".
+    session.run(f"cd {broken.dir}")
+    out = session.run("./needs-version")
+    assert "version `NIXLDFIX_2' not found" in out
+    assert hook_lines(out) == [
+        "nixld-hook: ./needs-version lacks libnixldver.so.1; "
+        "run: nixld-hook resolve ./needs-version"]
+    assert session.status() == 1
+
+
+@all_shells
+def test_status_1_starts_python_only_for_a_path(session: Session, broken: Broken,
+                                                 tmp_path: Path) -> None:
+    script = tmp_path / "fails-with-1"
+    script.write_text("#!/bin/sh\nexit 1\n")
+    script.chmod(0o755)
+    for line in ("false", "grep -q nixld-nothing /dev/null", "echo x | grep -q y"):
+        assert hook_lines(session.run(line)) == []
+        assert session.status() == 1, line
+    assert not session.calls.exists(), "no nixld-hook after an everyday status 1"
+    # A program run by path that exits 1 by itself: looked at, nothing said.
+    out = session.run(str(script))
+    assert hook_lines(out) == []
+    assert session.status() == 1
+    assert session.calls.read_text() == "handle\n"

@@ -253,3 +253,33 @@ def test_world_binary_fails_before(world: world_mod.World, world_env: dict[str, 
     assert result.returncode == 127
     assert re.search(rb"libbz2\.so\.1\.0", result.stderr)
     assert os.path.exists(world_env["NIX_LD"])
+
+
+def test_a_library_lacking_a_symbol_version(sh: str, tmp_path: Path, world: world_mod.World,
+                                            world_env: dict[str, str]) -> None:
+    """The classic "version `GLIBCXX_3.4.30' not found": the shared library path
+    (NIX_LD_LIBRARY_PATH) has an older libfoo lacking FOO_1.2; ld.so exits 1.
+    The hook still catches it, and the entry puts the newer libfoo first."""
+    import shutil
+    import subprocess
+
+    need(world.shim is not None, "the world has no shim (shim/ not built)")
+    assert world.shim is not None
+    tool = tmp_path / "foo-tool"
+    shutil.copy2(world.fixtures["foo-tool"], tool)
+    subprocess.run(["patchelf", "--set-interpreter", str(world.shim), str(tool)], check=True)
+    old = next(i for i in world.items if i.role == "old-version")
+    subprocess.run(["nix-store", "--realise", old.store_path], env=world_env, check=True,
+                   capture_output=True)
+    s = open_session(sh, tmp_path, world_env, env={"NIX_LD_LIBRARY_PATH": old.lib_dir})
+    try:
+        before = fail_and_ask(s, str(tool))
+        assert "version `FOO_1.2' not found" in before
+        out = answer(s, "y", expect="now? [Y/n]")
+        assert "now finds every library" in out
+        out = answer(s, "y")
+        assert "foo-tool: ok" in out, out
+        out = s.run(str(tool))  # the next plain run: no prompt
+        assert "foo-tool: ok" in out and ASK not in out and not hook_lines(out), out
+    finally:
+        s.close()
