@@ -120,7 +120,12 @@ def _closure(info: ElfInfo, path: str, environ: Mapping[str, str], *,
 
 
 def _missing(closure: Closure) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    missing = tuple(n.soname for n in closure.missing)
+    # A library found but lacking a version is named with the version: that is
+    # what the user searches for ("libstdc++.so.6 version GLIBCXX_3.4.30").
+    missing = tuple(
+        f"{n.soname} version {', '.join(dict.fromkeys(p.version for p in n.version_problems))}"
+        if n.path is not None and n.version_problems else n.soname
+        for n in closure.missing)
     too_old = tuple(dict.fromkeys(p.version for p in closure.glibc_problems))
     return missing, too_old
 

@@ -163,8 +163,8 @@ def test_missing_library_one_line_without_a_terminal(broken: Broken) -> None:
 
 def test_missing_version_counts_as_missing(broken: Broken) -> None:
     result = handle(broken, "make -q nothing; ./needs-version")
-    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1; "
-                             "run: nixld-hook resolve ./needs-version\n")
+    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1 version "
+                             "NIXLDFIX_2; run: nixld-hook resolve ./needs-version\n")
 
 
 def test_several_broken_files_each_get_a_line(broken: Broken) -> None:
@@ -239,8 +239,8 @@ def test_other_statuses_are_ignored(broken: Broken) -> None:
 def test_status_1_judges_only_what_makes_the_loader_exit_1(broken: Broken) -> None:
     # ld.so exits 1 for a missing symbol version: that is reported.
     result = handle(broken, "./needs-version", status=1)
-    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1; "
-                             "run: nixld-hook resolve ./needs-version\n")
+    assert result.stderr == ("nixld-hook: ./needs-version lacks libnixldver.so.1 version "
+                             "NIXLDFIX_2; run: nixld-hook resolve ./needs-version\n")
     # A missing interpreter or #! interpreter never gives 1: not why this failed.
     for line in ("./bad-interp", "./bad-script", "./good-script"):
         result = handle(broken, line, status=1)

@@ -389,7 +389,7 @@ def test_missing_symbol_version_exits_1_and_is_still_caught(session: Session,
     out = session.run("./needs-version")
     assert "version `NIXLDFIX_2' not found" in out
     assert hook_lines(out) == [
-        "nixld-hook: ./needs-version lacks libnixldver.so.1; "
+        "nixld-hook: ./needs-version lacks libnixldver.so.1 version NIXLDFIX_2; "
         "run: nixld-hook resolve ./needs-version"]
     assert session.status() == 1
 
