@@ -22,7 +22,8 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.elf import ElfInfo, ScriptInfo
-    from nixld.loader import Closure, LoaderEnv
+    from nixld.index import Provider, SonameIndex
+    from nixld.loader import Closure, ElfCache, LoaderEnv
     from nixld.rank import Ranking
 
 HOW_TO_GET_DATABASE = (
@@ -79,26 +80,36 @@ def entry_dirs_for(path: str) -> list[str]:
     return list(entry.dirs) if valid else []
 
 
-def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
-            extra_dirs: Sequence[str] = (), loader_env: LoaderEnv | None = None) -> Analysis:
-    """Analyse `path` and, if libraries are missing, rank their providers."""
+def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
+                    extra_dirs: Sequence[str] = (), cache: ElfCache | None = None) -> Analysis:
+    """Read `path` and, for a dynamic ELF, emulate the loader (no ranking).
+
+    `cache` carries parsed ELF facts across calls (the rounds of a resolution
+    analyse the same files again with more directories).
+    """
     from nixld.elf import ScriptInfo, read_binary
+    from nixld.loader import resolve_closure
 
     info = read_binary(path)
     result = Analysis(path=path, info=info)
-    if isinstance(info, ScriptInfo) or info.is_static:
+    if not isinstance(info, ScriptInfo) and not info.is_static:
+        result.closure = resolve_closure(info, loader_env_for(path, env, extra_dirs),
+                                         cache=cache)
+    return result
+
+
+def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
+            extra_dirs: Sequence[str] = ()) -> Analysis:
+    """Analyse `path` and, if libraries are missing, rank their providers."""
+    result = analyse_closure(path, env=env, extra_dirs=extra_dirs)
+    if result.closure is None:
         return result
-
-    from nixld.loader import resolve_closure
-
-    lenv = loader_env or loader_env_for(path, env, extra_dirs)
-    result.closure = resolve_closure(info, lenv)
     missing = result.closure.missing
     db_file = paths.database_file(db)
     result.database = db_file
     from nixld.elf import host_compat
 
-    if missing and host_compat(info):
+    if missing and host_compat(result.closure.binary):
         # The database's libraries are for this machine's architecture: none of
         # them can serve this binary, so proposing them would only mislead.
         result.warnings.append(
@@ -124,21 +135,21 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
 def required_versions(closure: Closure) -> dict[str, list[str]]:
     """soname -> versions the closure needs from it (for the candidate check)."""
     required: dict[str, set[str]] = {}
-    objects = [closure.binary.version_needs]
-    objects += [_version_needs_of(n.path) for n in closure.needed if n.path]
-    for needs in objects:
-        for need in needs:
+    objects = [closure.binary, *(_object(closure, n.path) for n in closure.needed if n.path)]
+    for info in objects:
+        for need in info.version_needs if info else ():
             required.setdefault(need.library, set()).update(need.versions)
     return {soname: sorted(vs) for soname, vs in required.items()}
 
 
-def _version_needs_of(path: str) -> tuple:  # type: ignore[type-arg]
-    from nixld.elf import read_library
+def _object(closure: Closure, path: str) -> ElfInfo | None:
+    """An object of the closure, as the loader emulation already read it."""
+    from nixld.errors import BadInputError
 
     try:
-        return read_library(path).version_needs
-    except Exception:  # an unreadable library was already reported by the loader
-        return ()
+        return closure.objects.library(path)
+    except BadInputError:  # already reported by the loader
+        return None
 
 
 def rank_missing(closure: Closure, db_file: Path) -> Ranking:
@@ -192,7 +203,7 @@ def required_symbols(closure: Closure) -> dict[str, list[str]]:
             continue
         undefined: set[str] = set()
         for needer in need.needed_by:
-            info = closure.binary if needer == closure.binary.path else _safe_read(needer)
+            info = closure.binary if needer == closure.binary.path else _object(closure, needer)
             undefined.update(info.undefined_symbols if info else ())
         rest = sorted(undefined - exported)
         # Several missing sonames share the rest; only a soname needed alone by
@@ -200,15 +211,6 @@ def required_symbols(closure: Closure) -> dict[str, list[str]]:
         if rest and sum(1 for n in closure.missing if set(n.needed_by) & set(need.needed_by)) == 1:
             out[need.soname] = rest
     return out
-
-
-def _safe_read(path: str) -> ElfInfo | None:
-    from nixld.elf import read_library
-
-    try:
-        return read_library(path, symbols=False)
-    except Exception:  # already reported by the loader
-        return None
 
 
 def library_facts(path: str) -> tuple[list[str], list[str]]:
@@ -228,12 +230,11 @@ def library_facts(path: str) -> tuple[list[str], list[str]]:
     return defs, exports
 
 
-def _library_counts(index: object, providers: Mapping[str, Sequence[object]]) -> dict[str, int]:
-    counter = getattr(index, "library_count", None)
-    if counter is None:
-        return {}
-    paths_seen = {p.store_path.path for provs in providers.values() for p in provs}  # type: ignore[attr-defined]
-    return {p: int(counter(p)) for p in paths_seen}
+def _library_counts(index: SonameIndex,
+                    providers: Mapping[str, Sequence[Provider]]) -> dict[str, int]:
+    """Library files per candidate store path (rule 2: bundles ship many)."""
+    seen = {p.store_path.path for provs in providers.values() for p in provs}
+    return {path: index.library_count(path) for path in seen}
 
 
 class _Progress:

@@ -141,6 +141,35 @@ class Needed:
     error: str | None = None  # a candidate ld.so would stop at ("invalid ELF header")
 
 
+class ElfCache:
+    """Parsed ELF facts per (realpath, mtime, size), for one run.
+
+    Passed explicitly so iterative resolution reuses it across calls; a file
+    changed on disk gets a new key.
+    """
+
+    def __init__(self) -> None:
+        self._facts: dict[tuple[str, int, int], ElfInfo | BadInputError] = {}
+
+    def library(self, path: str) -> ElfInfo:
+        """Facts of `path` (without symbols); raises BadInputError."""
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return read_library(real, symbols=False)  # raises the right message
+        key = (real, st.st_mtime_ns, st.st_size)
+        if key not in self._facts:
+            try:
+                self._facts[key] = read_library(real, symbols=False)
+            except BadInputError as err:
+                self._facts[key] = err
+        found = self._facts[key]
+        if isinstance(found, BadInputError):
+            raise found
+        return found
+
+
 @dataclass
 class Closure:
     binary: ElfInfo
@@ -149,6 +178,9 @@ class Closure:
     real_loader_glibc: str | None  # e.g. "2.36"
     needed: list[Needed]  # BFS order, as ld.so loads them
     real_loader_problem: str | None = None  # it exists but cannot serve this binary
+    # The ELF facts read while walking: later questions about the closure's
+    # objects (their version needs) reuse them instead of parsing again.
+    objects: ElfCache = field(default_factory=ElfCache, repr=False, compare=False)
 
     @property
     def missing(self) -> list[Needed]:
@@ -177,35 +209,6 @@ class Closure:
                 not self.real_loader_exists or self.real_loader_problem):
             return False
         return all(n.path is not None and not n.version_problems for n in self.needed)
-
-
-class ElfCache:
-    """Parsed ELF facts per (realpath, mtime, size), for one run.
-
-    Passed explicitly so iterative resolution reuses it across calls; a file
-    changed on disk gets a new key.
-    """
-
-    def __init__(self) -> None:
-        self._facts: dict[tuple[str, int, int], ElfInfo | BadInputError] = {}
-
-    def library(self, path: str) -> ElfInfo:
-        """Facts of `path` (without symbols); raises BadInputError."""
-        real = os.path.realpath(path)
-        try:
-            st = os.stat(real)
-        except OSError:
-            return read_library(real, symbols=False)  # raises the right message
-        key = (real, st.st_mtime_ns, st.st_size)
-        if key not in self._facts:
-            try:
-                self._facts[key] = read_library(real, symbols=False)
-            except BadInputError as err:
-                self._facts[key] = err
-        found = self._facts[key]
-        if isinstance(found, BadInputError):
-            raise found
-        return found
 
 
 @dataclass
@@ -426,7 +429,8 @@ class _Resolver:
 
 def resolve_closure(info: ElfInfo, env: LoaderEnv, *, cache: ElfCache | None = None) -> Closure:
     """The closure ld.so would load for `info` under `env` (see _Resolver)."""
-    resolver = _Resolver(info, env, cache or ElfCache())
+    cache = cache or ElfCache()
+    resolver = _Resolver(info, env, cache)
     if not info.is_static:
         resolver.walk()
         resolver.check_versions()
@@ -437,4 +441,5 @@ def resolve_closure(info: ElfInfo, env: LoaderEnv, *, cache: ElfCache | None = N
         real_loader_glibc=resolver.loader_glibc(),
         needed=list(resolver.needed.values()),
         real_loader_problem=resolver.loader_problem,
+        objects=cache,
     )

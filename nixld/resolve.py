@@ -32,6 +32,7 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.analysis import Analysis
+    from nixld.loader import ElfCache
     from nixld.rank import Candidate, Ranking
 
 # GPU libraries come from the NixOS driver, not from a package (hardware.graphics).
@@ -141,19 +142,11 @@ def _has_elf_magic(path: str) -> bool:
 # ---------------------------------------------------------------- rounds
 
 
-def _analyse_all(targets: Sequence[str], dirs: Sequence[str], db: str | None) -> list[Analysis]:
-    from nixld.analysis import Analysis, loader_env_for
-    from nixld.elf import ElfInfo, read_binary
-    from nixld.loader import resolve_closure
+def _analyse_all(targets: Sequence[str], dirs: Sequence[str],
+                 cache: ElfCache | None = None) -> list[Analysis]:
+    from nixld.analysis import analyse_closure
 
-    out = []
-    for target in targets:
-        info = read_binary(target)
-        analysis = Analysis(path=target, info=info)
-        if isinstance(info, ElfInfo) and not info.is_static:
-            analysis.closure = resolve_closure(info, loader_env_for(target, extra_dirs=dirs))
-        out.append(analysis)
-    return out
+    return [analyse_closure(t, extra_dirs=dirs, cache=cache) for t in targets]
 
 
 def _rank_all(analyses: Sequence[Analysis], db: str | None,
@@ -289,6 +282,9 @@ def _enable_auto_accept() -> None:
 def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                label: str, start_dirs: Sequence[str] = ()) -> Outcome:
     """Rounds 1-5 above, until complete or nothing more can be found."""
+    from nixld.loader import ElfCache
+
+    cache = ElfCache()  # each round reads the same files again: parse them once
     picked: list[Picked] = []
     dirs: list[str] = list(start_dirs)
     exclude: set[tuple[str, str]] = set()
@@ -297,7 +293,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
     extra = _with_requests(opts, rep, dirs, picked)
     outcome.always_dirs.extend(dirs[len(start_dirs):])
     for round_no in range(1, MAX_ROUNDS + 1):
-        outcome.analyses = _analyse_all(targets, dirs, opts.db)
+        outcome.analyses = _analyse_all(targets, dirs, cache)
         ranking = _rank_all(outcome.analyses, opts.db, exclude)
         if ranking is None and not extra:
             break
@@ -336,7 +332,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                 outcome.always_dirs.append(pick.lib_dir)
         if not got and not any(ranking.choices.values()):
             break
-    outcome.analyses = _analyse_all(targets, dirs, opts.db)
+    outcome.analyses = _analyse_all(targets, dirs, cache)
     outcome.dirs = dirs
     outcome.failed = {soname for soname, _ in exclude}
     return outcome
@@ -615,7 +611,7 @@ def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Rank
     targets: list[str] = []
     for path in paths:
         targets.extend(collect_targets(path))
-    analyses = _analyse_all(targets, (), opts.db)
+    analyses = _analyse_all(targets, ())
     ranking = _rank_all(analyses, opts.db, set())
     extra = _with_requests(opts, Reporter(opts.quiet), [], [])
     if extra:
