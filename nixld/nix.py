@@ -109,8 +109,16 @@ def _error_line(stderr: str) -> str:
             if message.startswith("builder for") and before and \
                     not before.startswith(("building '", "/nix/store/")):
                 message += f" (last log line: {before})"
-            return message
+            return message + _hint_for(message)
     return lines[-1] if lines else "no output"
+
+
+def _hint_for(message: str) -> str:
+    """What to do about a Nix setup problem the user can fix in one step."""
+    if "specified in 'build-users-group' does not exist" in message:
+        return (" (create Nix's build users, e.g. Debian's `apt-get install "
+                "nix-setup-systemd`, or set `build-users-group =` in nix.conf)")
+    return ""
 
 
 def _run(args: Sequence[str], *, what: str, check: bool = True,

@@ -191,7 +191,7 @@ class World:
     @property
     def nix_config(self) -> str:
         return (f"substituters = {self.substituter}\nrequire-sigs = false\n"
-                "narinfo-cache-negative-ttl = 0\n")
+                f"narinfo-cache-negative-ttl = 0\n{_build_users_setting()}")
 
     def item(self, store_name: str) -> StoreItem:
         """The store item whose name (after the hash) is `store_name`."""
@@ -229,6 +229,20 @@ class World:
 
 
 # ------------------------------------------------------------ running things
+
+
+def _build_users_setting() -> str:
+    """Root's Nix builds as the `nixbld` group's users by default; Debian's
+    nix-bin alone (without nix-setup-systemd) creates no such group, and every
+    build (a profile generation too) then fails. The world builds only trivial
+    things, so there it builds as root instead."""
+    import grp
+
+    try:
+        grp.getgrnam("nixbld")
+    except KeyError:
+        return "build-users-group =\n"
+    return ""
 
 
 def _run(cmd: Sequence[str], *, cwd: Path | None = None,

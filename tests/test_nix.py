@@ -70,6 +70,14 @@ def test_error_line_prefers_nix_error_over_noise() -> None:
 
 
 @pytest.mark.unit
+def test_error_line_says_how_to_fix_missing_build_users() -> None:
+    stderr = ("error: the group 'nixbld' specified in 'build-users-group' does not exist\n")
+    line = nix._error_line(stderr)
+    assert line.startswith("the group 'nixbld' specified in 'build-users-group' does not exist")
+    assert "nix-setup-systemd" in line and "build-users-group =" in line
+
+
+@pytest.mark.unit
 def test_progress_counts_paths_and_bytes_from_internal_json() -> None:
     out = io.StringIO()
     progress = nix.Progress(out, live=True)
