@@ -22,8 +22,10 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.elf import ElfInfo, ScriptInfo
+    from nixld.entries import Entry
     from nixld.index import Provider, SonameIndex
     from nixld.loader import Closure, ElfCache, LoaderEnv
+    from nixld.pkgsi686 import I686Choice, PlanItem32
     from nixld.rank import Ranking
 
 HOW_TO_GET_DATABASE = (
@@ -44,6 +46,10 @@ class Analysis:
     database: Path | None = None
     warnings: list[str] = field(default_factory=list)
     database_error: str | None = None  # something is missing and there is no database
+    # A 32-bit x86 binary: per missing soname the pkgsi686Linux packages to
+    # try (nixld.pkgsi686), and the plan made of their first ones.
+    i686: dict[str, I686Choice] | None = None
+    plan32: list[PlanItem32] = field(default_factory=list)
 
     def raise_database_error(self) -> None:
         if self.database_error:
@@ -55,37 +61,59 @@ class Analysis:
 
 
 def loader_env_for(path: str, env: Mapping[str, str] | None = None,
-                   extra_dirs: Sequence[str] = ()) -> LoaderEnv:
+                   extra_dirs: Sequence[str] = (), *, info: ElfInfo | None = None,
+                   loader: tuple[str, str] | None = None) -> LoaderEnv:
     """The loader environment the shim would set up for `path`, today.
 
     The per-binary entry's directories come first, as the shim hands them to
-    the loader; `extra_dirs` are those of a resolution being planned.
+    the loader; `extra_dirs` are those of a resolution being planned. A
+    32-bit x86 `info` gets the i686 variables and defaults, and, when no
+    variable names its loader, `loader` or the 32-bit glibc its entry recorded.
     """
     from nixld.loader import LoaderEnv
 
-    dirs = [*entry_dirs_for(path), *extra_dirs]
-    return LoaderEnv.from_environ(env, entry_dirs=dirs)
+    entry = valid_entry_for(path)
+    dirs = [*(entry.dirs if entry else ()), *extra_dirs]
+    if info is None or not _is_i686(info):
+        return LoaderEnv.from_environ(env, entry_dirs=dirs)
+    from nixld import i686
+
+    recorded = loader or (i686.recorded_loader(entry.packages) if entry else None)
+    return LoaderEnv.from_environ(env, entry_dirs=dirs, machine=i686.MACHINE,
+                                  fallback_loader=recorded)
 
 
-def entry_dirs_for(path: str) -> list[str]:
-    """Directories of a still-valid per-binary entry, if there is one."""
+def _is_i686(info: ElfInfo) -> bool:
+    return info.machine == "EM_386" and info.elf_class == 32
+
+
+def valid_entry_for(path: str) -> Entry | None:
+    """The still-valid per-binary entry of `path`, if there is one."""
     if not paths.entries_dir().is_dir() and not paths.SYSTEM_ENTRIES_DIR.is_dir():
-        return []  # no entries at all: spare the import on explain's hot path
+        return None  # no entries at all: spare the import on explain's hot path
     from nixld.entries import entry_for
 
     found = entry_for(path)
     if found is None:
-        return []
+        return None
     entry, valid = found
-    return list(entry.dirs) if valid else []
+    return entry if valid else None
+
+
+def entry_dirs_for(path: str) -> list[str]:
+    """Directories of a still-valid per-binary entry, if there is one."""
+    entry = valid_entry_for(path)
+    return list(entry.dirs) if entry else []
 
 
 def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
-                    extra_dirs: Sequence[str] = (), cache: ElfCache | None = None) -> Analysis:
+                    extra_dirs: Sequence[str] = (), cache: ElfCache | None = None,
+                    loader: tuple[str, str] | None = None) -> Analysis:
     """Read `path` and, for a dynamic ELF, emulate the loader (no ranking).
 
     `cache` carries parsed ELF facts across calls (the rounds of a resolution
-    analyse the same files again with more directories).
+    analyse the same files again with more directories); `loader` is a 32-bit
+    loader a resolution built (see loader_env_for).
     """
     from nixld.elf import ScriptInfo, read_binary
     from nixld.loader import resolve_closure
@@ -93,8 +121,8 @@ def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
     info = read_binary(path)
     result = Analysis(path=path, info=info)
     if not isinstance(info, ScriptInfo) and not info.is_static:
-        result.closure = resolve_closure(info, loader_env_for(path, env, extra_dirs),
-                                         cache=cache)
+        loader_env = loader_env_for(path, env, extra_dirs, info=info, loader=loader)
+        result.closure = resolve_closure(info, loader_env, cache=cache)
     return result
 
 
@@ -109,7 +137,7 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
     result.database = db_file
     from nixld.elf import host_compat
 
-    if missing and host_compat(result.closure.binary):
+    if missing and host_compat(result.closure.binary) and not _is_i686(result.closure.binary):
         # The database's libraries are for this machine's architecture: none of
         # them can serve this binary, so proposing them would only mislead.
         result.warnings.append(
@@ -129,7 +157,19 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
             f"{safe(db_file)}: {HOW_TO_GET_DATABASE}")
         return result
     result.ranking = rank_missing(result.closure, db_file)
+    if _is_i686(result.closure.binary):
+        map_to_i686(result)
     return result
+
+
+def map_to_i686(result: Analysis) -> None:
+    """A 32-bit x86 binary: the ranking's owners as pkgsi686Linux packages."""
+    from nixld import pkgsi686
+
+    if result.ranking is None:
+        return
+    result.i686 = pkgsi686.map_ranking(result.ranking)
+    result.plan32 = pkgsi686.plan(result.i686.values())
 
 
 def required_versions(closure: Closure) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ from nixld.glibc import GLIBC_SONAMES, glibc_release, is_glibc_soname
 from nixld.text import safe
 
 __all__ = [
-    "GLIBC_SONAMES", "Closure", "ElfCache", "LoaderEnv", "Needed", "VersionProblem",
+    "GLIBC_SONAMES", "I686_SYSTEM", "Closure", "ElfCache", "LoaderEnv", "Needed", "VersionProblem",
     "expand_dst", "nix_system", "resolve_closure",
 ]
 
@@ -68,6 +68,27 @@ def _first_set(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
+I686_SYSTEM = "i686_linux"
+
+
+def _loader_variables(system: str) -> tuple[str, ...]:
+    """The variables naming the real loader, first set wins.
+
+    Why a 32-bit program on a 64-bit machine reads only NIX_LD_i686_linux:
+    NIX_LD names the machine's own (64-bit) loader there, which cannot load it.
+    """
+    if system == I686_SYSTEM and nix_system() != I686_SYSTEM:
+        return (f"NIX_LD_{system}",)
+    return (f"NIX_LD_{system}", "NIX_LD")
+
+
+def _defaults(system: str) -> tuple[str, str]:
+    """nix-ld's default loader and library path (the NixOS module's 32-bit ones)."""
+    if system == I686_SYSTEM and nix_system() != I686_SYSTEM:
+        return str(paths.NIX_LD_I686_DEFAULT), paths.NIX_LD_LIBRARY_PATH_I686_DEFAULT
+    return str(paths.NIX_LD_DEFAULT), paths.NIX_LD_LIBRARY_PATH_DEFAULT
+
+
 @dataclass(frozen=True)
 class LoaderEnv:
     """Everything outside the binary that decides where ld.so looks."""
@@ -85,19 +106,20 @@ class LoaderEnv:
         *,
         entry_dirs: Sequence[str] = (),
         machine: str | None = None,
+        fallback_loader: tuple[str, str] | None = None,
     ) -> LoaderEnv:
         """Read the variables as nix-ld and the shim do (shim/FORMAT.md)."""
         env = os.environ if env is None else env
         system = nix_system(machine)
-        loader = _first_set(env, f"NIX_LD_{system}", "NIX_LD")
+        found = _first_set(env, *_loader_variables(system)) or fallback_loader
         libpath = _first_set(env, f"NIX_LD_LIBRARY_PATH_{system}", "NIX_LD_LIBRARY_PATH")
+        default_loader, default_path = _defaults(system)
         return cls(
             entry_dirs=tuple(entry_dirs),
             ld_library_path=_env_list(env.get("LD_LIBRARY_PATH")),
-            nix_ld_library_path=_env_list(
-                libpath[0] if libpath else paths.NIX_LD_LIBRARY_PATH_DEFAULT),
-            real_loader=loader[0] if loader else str(paths.NIX_LD_DEFAULT),
-            real_loader_source=loader[1] if loader else "default",
+            nix_ld_library_path=_env_list(libpath[0] if libpath else default_path),
+            real_loader=found[0] if found else default_loader,
+            real_loader_source=found[1] if found else "default",
         )
 
     def with_extra_dirs(self, dirs: Sequence[str]) -> LoaderEnv:

@@ -19,6 +19,10 @@ SYSTEM_ENTRIES_DIR = Path("/etc/nixld/entries")
 # nix-ld's defaults, used when NIX_LD / NIX_LD_LIBRARY_PATH are unset.
 NIX_LD_DEFAULT = Path("/run/current-system/sw/share/nix-ld/lib/ld.so")
 NIX_LD_LIBRARY_PATH_DEFAULT = "/run/current-system/sw/share/nix-ld/lib"
+# The same for 32-bit x86 programs: the NixOS module links a 32-bit glibc's
+# loader and the 32-bit libraries there, and compiles them into the i686 shim.
+NIX_LD_I686_DEFAULT = Path("/run/current-system/sw/share/nix-ld32/lib/ld.so")
+NIX_LD_LIBRARY_PATH_I686_DEFAULT = "/run/current-system/sw/share/nix-ld32/lib"
 
 
 def state_dir() -> Path:

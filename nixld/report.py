@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from nixld.analysis import Analysis
     from nixld.elf import ElfInfo
     from nixld.loader import Closure, Needed, VersionProblem
+    from nixld.pkgsi686 import I686Choice
     from nixld.rank import Candidate, Ranking
 
 SCHEMA_VERSION = 1
@@ -90,8 +91,12 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
             "candidates": [c.to_json() for c in cands],
             "chosen": choice.chosen.to_json() if choice and choice.chosen else None,
         })
+        if analysis.i686 is not None and need.soname in analysis.i686:
+            missing[-1]["i686"] = analysis.i686[need.soname].to_json()
     doc["missing"] = missing
-    if analysis.ranking:
+    if analysis.i686 is not None:
+        doc["plan"] = [p.to_json() for p in analysis.plan32]
+    elif analysis.ranking:
         doc["plan"] = [p.to_json() for p in analysis.ranking.plan]
     doc["complete"] = closure.complete
     return doc
@@ -231,10 +236,12 @@ def _loader_lines(closure: Closure, st: Style) -> list[str]:
     if closure.real_loader_exists:
         glibc = f", glibc {closure.real_loader_glibc}" if closure.real_loader_glibc else ""
         return [f"  real loader: {safe(env.real_loader)} ({where}{glibc})"]
-    return [
-        f"  real loader: {safe(env.real_loader)} ({where}) {st.red('does not exist')}: "
-        "set NIX_LD to a glibc ld.so, or enable the shim on NixOS (programs.nixld.enable)"
-    ]
+    if closure.binary.machine == "EM_386" and closure.binary.elf_class == 32:
+        fix = ("set NIX_LD_i686_linux to a 32-bit glibc ld.so (the NixOS module does), or let "
+               "`nixld-hook resolve` build pkgsi686Linux.glibc")
+    else:
+        fix = "set NIX_LD to a glibc ld.so, or enable the shim on NixOS (programs.nixld.enable)"
+    return [f"  real loader: {safe(env.real_loader)} ({where}) {st.red('does not exist')}: {fix}"]
 
 
 def _tree_lines(root: str, closure: Closure, st: Style) -> list[str]:
@@ -309,26 +316,40 @@ def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]
     if not missing:
         return lines
     lines.append(st.bold(f"missing ({len(missing)}):"))
-    choices = analysis.ranking.choices if analysis.ranking else {}
     for need in missing:
-        by = ", ".join(safe(_short(p)) for p in need.needed_by)
-        why = "not found" if need.path is None else "found, but lacks a required version"
-        lines.append(f"  {st.bold(safe(need.soname))}  {why}; needed by {by}")
-        choice = choices.get(need.soname)
-        cands = [c for c in choice.candidates if not c.dropped] if choice else []
-        if analysis.database_error:
-            continue
-        dropped = [c for c in choice.candidates if c.dropped] if choice else []
-        if not cands:
-            lines.append("    " + st.red("every package that has it was dropped" if dropped
-                                          else "no package in the database provides it"))
-        else:
-            lines.extend(_candidate_table(cands, choice.chosen if choice else None, st))
-        for cand in dropped:
-            lines.append(st.dim(f"    dropped {safe(cand.attr)} ({safe(cand.store_path)}): "
-                                f"{safe(cand.reasons[-1])}"))
-    plan = analysis.ranking.plan if analysis.ranking else []
+        lines.extend(_missing_need_lines(analysis, need, st))
     lines.append("")
+    if analysis.i686 is not None:
+        return lines + _plan32_lines(analysis, st)
+    return lines + _plan_lines(analysis, st)
+
+
+def _missing_need_lines(analysis: Analysis, need: Needed, st: Style) -> list[str]:
+    """One missing soname: who needs it, its ranked providers, the dropped ones."""
+    by = ", ".join(safe(_short(p)) for p in need.needed_by)
+    why = "not found" if need.path is None else "found, but lacks a required version"
+    lines = [f"  {st.bold(safe(need.soname))}  {why}; needed by {by}"]
+    if analysis.database_error:
+        return lines
+    choice = analysis.ranking.choices.get(need.soname) if analysis.ranking else None
+    cands = [c for c in choice.candidates if not c.dropped] if choice else []
+    dropped = [c for c in choice.candidates if c.dropped] if choice else []
+    if not cands:
+        lines.append("    " + st.red("every package that has it was dropped" if dropped
+                                      else "no package in the database provides it"))
+    else:
+        lines.extend(_candidate_table(cands, choice.chosen if choice else None, st))
+    for cand in dropped:
+        lines.append(st.dim(f"    dropped {safe(cand.attr)} ({safe(cand.store_path)}): "
+                            f"{safe(cand.reasons[-1])}"))
+    if analysis.i686 is not None and need.soname in analysis.i686:
+        lines.extend(_i686_lines(analysis.i686[need.soname], st))
+    return lines
+
+
+def _plan_lines(analysis: Analysis, st: Style) -> list[str]:
+    lines: list[str] = []
+    plan = analysis.ranking.plan if analysis.ranking else []
     if plan:
         count = f"{len(plan)} package{'s' if len(plan) != 1 else ''}"
         lines.append(st.bold(f"plan: install {count}"))
@@ -338,6 +359,37 @@ def _missing_lines(analysis: Analysis, closure: Closure, st: Style) -> list[str]
             sonames = ", ".join(safe(s) for s in item.sonames)
             lines.append(f"  {label:<{width}}  {safe(item.store_path)}  [{sonames}]")
         lines.append(f"run `nixld-hook resolve {safe(analysis.path)}` to install it")
+    return lines
+
+
+def _i686_lines(choice: I686Choice, st: Style) -> list[str]:
+    """The 64-bit owners above, as the 32-bit packages tried in turn."""
+    if not choice.tries:
+        return ["    " + st.red("no 32-bit package: no owner above has a pkgsi686Linux "
+                                "counterpart")]
+    out = []
+    for n, mapped in enumerate(choice.tries):
+        label = "32-bit:" if n == 0 else "else:  "
+        out.append(f"    {st.bold(label) if n == 0 else label} {safe(mapped.attr)} "
+                   f"({mapped.output}), from {safe(mapped.owner_attr)} ({mapped.output}): "
+                   f"{safe(mapped.why)}")
+    out.extend(st.dim(f"    not mapped: {safe(u.owner_attr)}: {safe(u.why)}")
+               for u in choice.unmapped)
+    return out
+
+
+def _plan32_lines(analysis: Analysis, st: Style) -> list[str]:
+    plan = analysis.plan32
+    if not plan:
+        return []
+    count = f"{len(plan)} package{'s' if len(plan) != 1 else ''}"
+    lines = [st.bold(f"plan: build {count} for 32-bit x86 from your nixpkgs "
+                     "(and pkgsi686Linux.glibc, the 32-bit loader, if NIX_LD_i686_linux is unset)")]
+    width = max(len(safe(p.attr)) + len(p.output) + 3 for p in plan)
+    for item in plan:
+        label = f"{safe(item.attr)} ({item.output})"
+        lines.append(f"  {label:<{width}}  [{', '.join(safe(s) for s in item.sonames)}]")
+    lines.append(f"run `nixld-hook resolve {safe(analysis.path)}` to build and install it")
     return lines
 
 

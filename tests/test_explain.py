@@ -230,8 +230,10 @@ def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
     assert [c["store_path"] for c in missing["candidates"]] == [added["new"]]
 
 
-def test_32_bit_binary_is_explained_without_64_bit_providers(tmp_path: Path,
-                                                               nixos_env: dict[str, str]) -> None:
+def test_32_bit_binary_is_explained_with_pkgsi686linux_packages(
+        tmp_path: Path, nixos_env: dict[str, str]) -> None:
+    """The 64-bit database's owners, in the ranking's order, as pkgsi686Linux
+    attributes; the non-top-level copy cannot be one."""
     import subprocess
 
     from tests.conftest import need_tool
@@ -252,10 +254,26 @@ def test_32_bit_binary_is_explained_without_64_bit_providers(tmp_path: Path,
     assert doc["elf"]["class"] == 32
     assert "32-bit" in doc["host_compat"]
     assert [m["soname"] for m in doc["missing"]] == ["libselinux.so.1"]
-    assert doc["missing"][0]["candidates"] == [] and doc["plan"] == []
-    assert any("no providers are proposed" in w for w in doc["warnings"])
+    [missing] = doc["missing"]
+    assert missing["chosen"]["attr"] == "libselinux"
+    i686 = missing["i686"]
+    assert (i686["attr"], i686["output"]) == ("pkgsi686Linux.libselinux", "out")
+    assert [(t["attr"], t["from"]["attr"]) for t in i686["tries"]] == [
+        ("pkgsi686Linux.libselinux", "libselinux"), ("pkgsi686Linux.steam-run", "steam-run")]
+    assert "ranking's choice" in i686["tries"][0]["why"]
+    assert "next candidate" in i686["tries"][1]["why"]
+    assert [(u["attr"], u["why"]) for u in i686["unmapped"]] == [
+        ("selinux-internal", "not a top-level attribute of nixpkgs")]
+    assert doc["plan"] == [{"attr": "pkgsi686Linux.libselinux", "output": "out",
+                            "store_path": None, "sonames": ["libselinux.so.1"]}]
+    assert not any("no providers are proposed" in w for w in doc["warnings"])
+    # The 32-bit loader: NIX_LD (64-bit here) is not read for it.
+    assert doc["loader"]["source"] == "default"
+    assert doc["loader"]["path"] == "/run/current-system/sw/share/nix-ld32/lib/ld.so"
     text = run_cli("explain", str(binary), env=nixos_env).stdout
     assert "32-bit x86 binary" in text
+    assert "32-bit: pkgsi686Linux.libselinux (out), from libselinux (out)" in text
+    assert "plan: build 1 package for 32-bit x86 from your nixpkgs" in text
 
 
 @pytest.mark.parametrize("no_color", [False, True])
