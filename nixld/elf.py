@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from nixld.errors import BadInputError
 from nixld.text import safe
@@ -607,3 +607,81 @@ def host_compat(info: ElfInfo, host_machine: str | None = None) -> str | None:
         f"{arch_name(info.machine)} binary: cannot run on this {host_words} machine "
         f"without emulation (binfmt/qemu)"
     )
+
+
+# --- the build-id (shim/FORMAT.md, "The second key") ---------------------------
+
+NT_GNU_BUILD_ID = 3
+BUILD_ID_MAX = 64  # bytes, as the shim accepts
+
+
+def read_build_id(path: str | Path) -> str | None:
+    """The program's GNU build-id as lowercase hex, exactly as the shim finds it.
+
+    Why the shim's rules and not every note: the shim reads the note from the
+    program's headers in memory, so it needs PT_PHDR (for the load bias), a
+    PT_NOTE aligned to 4 or 8 and inside a readable PT_LOAD. A build-id it
+    cannot see would make an entry that never applies. None when there is no
+    such note, or the file cannot be read as ELF.
+    """
+    name = os.fspath(path)
+    try:
+        with _open_regular(name) as stream:
+            if not _read_head(stream, name).startswith(ELF_MAGIC):
+                return None
+            return _build_id(stream)
+    except BadInputError:
+        return None
+    except Exception:  # pyelftools on a corrupt file: no usable build-id
+        return None
+
+
+def _build_id(stream: IO[bytes]) -> str | None:
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(stream)
+    check_header_sanity(elf)
+    headers = [elf._get_segment_header(i)
+               for i in _bounded(range(elf.num_segments()), "program headers")]
+    if not any(h["p_type"] == "PT_PHDR" for h in headers):
+        return None
+    little = elf.little_endian
+    for h in headers:
+        if h["p_type"] != "PT_NOTE" or h["p_align"] not in (4, 8) or not _mapped(headers, h):
+            continue
+        stream.seek(h["p_offset"])
+        found = note_build_id(stream.read(h["p_filesz"]), h["p_align"], little)
+        if found:
+            return found
+    return None
+
+
+def _mapped(headers: list[Any], note: Any) -> bool:
+    """Inside a readable PT_LOAD's file-backed part, where the shim can read it."""
+    start, size = note["p_vaddr"], note["p_filesz"]
+    return any(h["p_type"] == "PT_LOAD" and h["p_flags"] & 4 and h["p_vaddr"] <= start
+               and start + size <= h["p_vaddr"] + h["p_filesz"] for h in headers)
+
+
+def note_build_id(notes: bytes, align: int, little_endian: bool = True) -> str | None:
+    """The NT_GNU_BUILD_ID descriptor in one PT_NOTE's bytes (aligned to
+    `align`); None if there is none."""
+    order: Literal["little", "big"] = "little" if little_endian else "big"
+    off = 0
+    while len(notes) - off >= 12:
+        namesz, descsz, kind = (int.from_bytes(notes[off + i:off + i + 4], order)
+                                for i in (0, 4, 8))
+        # As glibc: the descriptor at the aligned end of header and name, the
+        # next note at the aligned end of the descriptor.
+        desc = off + _align_up(12 + namesz, align)
+        if off + 12 + namesz > len(notes) or desc + descsz > len(notes):
+            return None
+        if kind == NT_GNU_BUILD_ID and notes[off + 12:off + 12 + namesz] == b"GNU\0" \
+                and 1 <= descsz <= BUILD_ID_MAX:
+            return notes[desc:desc + descsz].hex()
+        off = _align_up(desc + descsz, align)
+    return None
+
+
+def _align_up(n: int, align: int) -> int:
+    return -(-n // align) * align

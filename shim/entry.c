@@ -42,7 +42,8 @@ static int parse_u64(struct nixld_span s, uint64_t *out)
         return 0;
     for (size_t i = 0; i < s.len; i++) {
         unsigned d = (unsigned char)s.ptr[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
+        /* v * 10 + d <= UINT64_MAX, without a 64-bit division (none on i686). */
+        if (d > 9 || v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
             return 0;
         v = v * 10 + d;
     }
@@ -81,7 +82,19 @@ static int valid_dir(struct nixld_span v)
     return 1;
 }
 
-enum { SEEN_PATH = 1, SEEN_DEV = 2, SEEN_INO = 4, SEEN_SIZE = 8, SEEN_MTIME = 16 };
+/* 2 to 2 * NIXLD_BUILD_ID_MAX lowercase hex digits, an even number. */
+static int valid_build_id(struct nixld_span v)
+{
+    if (v.len < 2 || v.len > 2 * NIXLD_BUILD_ID_MAX || v.len % 2)
+        return 0;
+    for (size_t i = 0; i < v.len; i++)
+        if (!((v.ptr[i] >= '0' && v.ptr[i] <= '9') || (v.ptr[i] >= 'a' && v.ptr[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+enum { SEEN_PATH = 1, SEEN_DEV = 2, SEEN_INO = 4, SEEN_SIZE = 8, SEEN_MTIME = 16,
+       SEEN_BUILD_ID = 32 };
 #define SEEN_IDENTITY (SEEN_DEV | SEEN_INO | SEEN_SIZE | SEEN_MTIME)
 
 /* One `key value` line; returns 0 if it makes the entry invalid. */
@@ -106,6 +119,10 @@ static int parse_line(struct nixld_span key, struct nixld_span val, unsigned *se
     } else if (span_is(key, "mtime")) {
         bit = SEEN_MTIME;
         ok = parse_mtime(val, &e->mtime_sec, &e->mtime_nsec);
+    } else if (span_is(key, "build_id")) {
+        bit = SEEN_BUILD_ID;
+        e->build_id = val;
+        ok = valid_build_id(val);
     } else if (span_is(key, "dir")) {
         if (e->ndirs == NIXLD_ENTRY_DIRS || !valid_dir(val))
             return 0;
@@ -128,7 +145,10 @@ int nixld_parse_entry(const char *buf, size_t len, struct nixld_entry *e)
 
     e->path.ptr = 0;
     e->path.len = 0;
+    e->build_id.ptr = 0;
+    e->build_id.len = 0;
     e->has_identity = 0;
+    e->has_size = 0;
     e->ndirs = 0;
     if (len > NIXLD_ENTRY_MAX || len < head_len)
         return 0;
@@ -167,8 +187,17 @@ int nixld_parse_entry(const char *buf, size_t len, struct nixld_entry *e)
 
     if (!(seen & SEEN_PATH))
         return 0;
+    if (seen & SEEN_BUILD_ID) {
+        /* A build-id entry: its size, and no dev/ino/mtime (a copy elsewhere
+         * has others). */
+        if ((seen & SEEN_IDENTITY) != SEEN_SIZE)
+            return 0;
+        e->has_size = 1;
+        return 1;
+    }
     if ((seen & SEEN_IDENTITY) != 0 && (seen & SEEN_IDENTITY) != SEEN_IDENTITY)
         return 0;
     e->has_identity = (seen & SEEN_IDENTITY) == SEEN_IDENTITY;
+    e->has_size = e->has_identity;
     return 1;
 }

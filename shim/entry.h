@@ -10,6 +10,7 @@
 #define NIXLD_ENTRY_MAX 65536 /* bytes in a whole entry file */
 #define NIXLD_ENTRY_DIRS 64   /* `dir` lines */
 #define NIXLD_DIR_MAX 4095    /* bytes in one `dir` value */
+#define NIXLD_BUILD_ID_MAX 64 /* bytes in a build-id (hex digits: twice that) */
 
 struct nixld_span {
     const char *ptr; /* into the parsed buffer, not NUL-terminated */
@@ -18,7 +19,9 @@ struct nixld_span {
 
 struct nixld_entry {
     struct nixld_span path;
+    struct nixld_span build_id; /* hex digits; empty in a path entry */
     int has_identity; /* dev, ino, size and mtime were all present */
+    int has_size;
     uint64_t dev, ino, size;
     int64_t mtime_sec;
     uint32_t mtime_nsec;

@@ -29,26 +29,42 @@
 #define PATH_BUF 4096
 #define LD_LIBRARY_PATH_EQ "LD_LIBRARY_PATH="
 
-enum { AT_NULL = 0, AT_PHDR = 3, AT_PHNUM = 5, AT_PAGESZ = 6, AT_BASE = 7, AT_ENTRY = 9,
+enum { AT_NULL = 0, AT_PHDR = 3, AT_PHENT = 4, AT_PHNUM = 5, AT_PAGESZ = 6, AT_BASE = 7, AT_ENTRY = 9,
        AT_SECURE = 23, AT_EXECFN = 31 };
+
+/* The ELF class of this build: the loader and the program are ours. */
+#if __SIZEOF_POINTER__ == 8
+#define ELF_CLASS_SELF 2
+typedef uint64_t Elf_Word;
+typedef struct {
+    uint32_t p_type, p_flags;
+    uint64_t p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
+} Elf_Phdr;
+#else
+#define ELF_CLASS_SELF 1
+typedef uint32_t Elf_Word;
+typedef struct {
+    uint32_t p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align;
+} Elf_Phdr;
+#endif
 
 typedef struct {
     unsigned char e_ident[16];
     uint16_t e_type, e_machine;
     uint32_t e_version;
-    uint64_t e_entry, e_phoff, e_shoff;
+    Elf_Word e_entry, e_phoff, e_shoff;
     uint32_t e_flags;
     uint16_t e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx;
-} Elf64_Ehdr;
-
-typedef struct {
-    uint32_t p_type, p_flags;
-    uint64_t p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
-} Elf64_Phdr;
+} Elf_Ehdr;
 
 #define PT_LOAD 1
+#define PT_NOTE 4
+#define PT_PHDR 6
+#define PF_R 4
 #define ET_DYN 3
+#define NT_GNU_BUILD_ID 3
 #define MAX_PHDRS 32
+#define HEAD_SIZE (sizeof(Elf_Ehdr) + MAX_PHDRS * sizeof(Elf_Phdr))
 
 /* An environment variable: its slot in envp and its value. */
 struct env_var {
@@ -62,9 +78,17 @@ struct path {
     size_t len, cap;
 };
 
+/* The executable's identity, from one statx (FORMAT.md). */
+struct identity {
+    uint64_t dev, ino, size;
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
+};
+
 /* Everything the shim learns, filled once, then read by the steps of main.
- * Only the part before `io` is zeroed: every page of stack touched costs a
- * page fault, and this runs before every foreign program starts. */
+ * Small, and on the stack: every page of stack or data touched costs a page
+ * fault, and this runs before every foreign program starts. The buffers are
+ * in `scratch`, in the one data page that is written anyway. */
 struct context {
     uintptr_t *sp; /* the start block: argc, argv..., 0, envp..., 0, auxv */
     long argc;
@@ -73,45 +97,48 @@ struct context {
     uintptr_t *auxv;
     size_t auxv_words; /* including the AT_NULL pair */
     uintptr_t *at_base, *at_entry; /* value words inside auxv */
-    uintptr_t pagesz;
+    uintptr_t pagesz, phdr, phent, phnum; /* AT_PHDR..: the program's headers */
     int secure;
     const char *execfn; /* AT_EXECFN: the path execve was given */
 
     struct env_var nix_ld, nix_ld_sys, nix_ld_library_path, nix_ld_library_path_sys;
     struct env_var ld_library_path, xdg_state_home, home;
 
-    const char *exe; /* the executable's canonical path, in io.names */
+    const char *exe; /* the executable's canonical path, in scratch.io.names */
     size_t exe_len;
     int exe_fd; /* O_PATH to exe when found by its AT_EXECFN, else -1 */
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
+    struct identity identity;
     struct path path;
 
     const char *ld_path;
     int ld_fd;
-    Elf64_Ehdr ehdr;
-    const Elf64_Phdr *phdrs; /* in io.head */
+    Elf_Ehdr ehdr;
+    const Elf_Phdr *phdrs; /* in scratch.io.head */
     uintptr_t ld_bias, ld_entry;
-
-    /* Not zeroed; the entry lookup is done with `names` before the loader's
-     * headers are read into `head`. */
-    union {
-        char names[2 * PATH_BUF]; /* the executable's path, then an entry's file name */
-        _Alignas(8) char head[sizeof(Elf64_Ehdr) + MAX_PHDRS * sizeof(Elf64_Phdr)];
-    } io;
-    struct statx identity;
 };
 
-/* What the trampoline needs once the loader is done. In .data, not .bss: the
- * kernel writes to the page after .dynamic anyway, so this costs no fault. */
+/* All the shim writes of its own, in one page of .data (not .bss: that
+ * would need the kernel to map and clear it). First what the trampoline
+ * needs once the loader is done, then the library path when it fits (else
+ * it moves to an mmap), then the file names of the entry lookup, whose
+ * space is reused for the loader's headers. */
 static struct {
-    uintptr_t entry;
-    uintptr_t *auxv_entry;
-    char **env_slot;
-    char *env_value;
-} trampoline __attribute__((section(".data")));
+    struct {
+        uintptr_t entry;
+        uintptr_t *auxv_entry;
+        char **env_slot;
+        char *env_value;
+    } trampoline;
+    char path_buf[2048];
+    union {
+        char names[2 * PATH_BUF]; /* the executable's path, then an entry's file name */
+        _Alignas(8) char head[HEAD_SIZE];
+    } io;
+} scratch __attribute__((section(".data"), aligned(4096)));
 
-/* The library path, when it fits (else it is moved to an mmap). */
-static char path_buf[2048] __attribute__((section(".data")));
+#define trampoline scratch.trampoline
+#define path_buf scratch.path_buf
 
 /* The compiler may emit calls to these even in freestanding code. */
 void *memcpy(void *dst, const void *src, size_t n)
@@ -245,6 +272,9 @@ static void find_auxv_slots(struct context *c)
         case AT_BASE: c->at_base = &a[1]; break;
         case AT_ENTRY: c->at_entry = &a[1]; break;
         case AT_PAGESZ: c->pagesz = a[1]; break;
+        case AT_PHDR: c->phdr = a[1]; break;
+        case AT_PHENT: c->phent = a[1]; break;
+        case AT_PHNUM: c->phnum = a[1]; break;
         case AT_SECURE: c->secure = a[1] != 0; break;
         case AT_EXECFN: c->execfn = (const char *)a[1]; break;
         default: break;
@@ -255,7 +285,7 @@ static void find_auxv_slots(struct context *c)
 
 static void init_ctx(struct context *c, uintptr_t *sp)
 {
-    memset(c, 0, offsetof(struct context, io));
+    memset(c, 0, sizeof *c);
     c->sp = sp;
     c->argc = (long)sp[0];
     c->argv = (char **)(sp + 1);
@@ -283,66 +313,191 @@ static void choose_loader(struct context *c)
 
 /* --- Per-binary entries ------------------------------------------------- */
 
+/* The executable now, asked once: what the Python side stat()s. */
+__attribute__((noinline)) static void ask_identity(struct context *c)
+{
+    struct statx st;
+    long r = c->exe_fd >= 0 ? sys_statx(c->exe_fd, "", AT_EMPTY_PATH, &st)
+                            : sys_statx(AT_FDCWD, c->exe, AT_SYMLINK_NOFOLLOW, &st);
+    c->identity_known = sys_failed(r) ? -1 : 1;
+    /* st_dev as the kernel's stat() encodes it (new_encode_dev). */
+    uint64_t major = st.stx_dev_major, minor = st.stx_dev_minor;
+    c->identity.dev = (minor & 0xff) | (major << 8) | ((minor & ~0xffULL) << 12);
+    c->identity.ino = st.stx_ino;
+    c->identity.size = st.stx_size;
+    c->identity.mtime_sec = st.stx_mtime.tv_sec;
+    c->identity.mtime_nsec = st.stx_mtime.tv_nsec;
+}
+
+static const struct identity *identity(struct context *c)
+{
+    if (!c->identity_known)
+        ask_identity(c);
+    return c->identity_known > 0 ? &c->identity : 0;
+}
+
 static int identity_matches(struct context *c, const struct nixld_entry *e)
 {
-    if (!c->identity_known) {
-        /* The file at the canonical path now: what the Python side stat()s. */
-        long r = c->exe_fd >= 0 ? sys_statx(c->exe_fd, "", AT_EMPTY_PATH, &c->identity)
-                                : sys_statx(AT_FDCWD, c->exe, AT_SYMLINK_NOFOLLOW, &c->identity);
-        c->identity_known = sys_failed(r) ? -1 : 1;
-    }
-    if (c->identity_known < 0)
-        return 0;
-    const struct statx *st = &c->identity;
-    /* st_dev as the kernel's stat() encodes it (new_encode_dev). */
-    uint64_t major = st->stx_dev_major, minor = st->stx_dev_minor;
-    uint64_t dev = (minor & 0xff) | (major << 8) | ((minor & ~0xffULL) << 12);
-    return e->dev == dev && e->ino == st->stx_ino && e->size == st->stx_size &&
-           e->mtime_sec == st->stx_mtime.tv_sec && e->mtime_nsec == st->stx_mtime.tv_nsec;
+    const struct identity *id = identity(c);
+    return id && e->dev == id->dev && e->ino == id->ino && e->size == id->size &&
+           e->mtime_sec == id->mtime_sec && e->mtime_nsec == id->mtime_nsec;
 }
 
 static void path_add(struct context *c, const char *s, size_t n);
 
-/* Reads and checks one entry file; if it applies to this executable, appends
- * its dirs to the library path. The buffers live in this frame only: their
- * pages are touched only when an entry file exists. */
-static void load_entry(struct context *c, const char *file, int need_identity)
+/* What an entry file is looked up by (FORMAT.md): the canonical path, or
+ * the program's build-id (`key` its hex digits). */
+struct lookup {
+    int by_build_id;
+    int need_identity; /* per-user path entries must have dev/ino/size/mtime */
+    const char *key;
+    size_t key_len;
+};
+
+/* Whether a parsed entry applies to this executable. */
+static int entry_applies(struct context *c, const struct nixld_entry *e, const struct lookup *l)
+{
+    if (l->by_build_id) {
+        const struct identity *id = identity(c);
+        return e->build_id.len == l->key_len && mem_eq(e->build_id.ptr, l->key, l->key_len) &&
+               id && e->size == id->size;
+    }
+    if (e->build_id.len)
+        return 0; /* a build-id entry under a path entry's name */
+    if (e->path.len != c->exe_len || !mem_eq(e->path.ptr, c->exe, c->exe_len))
+        return 0; /* a hash collision */
+    return e->has_identity ? identity_matches(c, e) : !l->need_identity;
+}
+
+/* Reads and checks the open entry file `fd`; if it applies, appends its dirs
+ * to the library path and returns 1. Out of line: its 64 KiB buffer's pages
+ * are touched only when an entry file exists. */
+__attribute__((noinline)) static int apply_entry(struct context *c, int fd,
+                                                 const struct lookup *l)
 {
     char buf[NIXLD_ENTRY_MAX + 1];
     struct nixld_entry e;
-    long fd = sys_open(file);
-    if (sys_failed(fd))
-        return;
     size_t len = 0;
     long n;
     while (len <= NIXLD_ENTRY_MAX &&
-           (n = sys_read((int)fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
+           (n = sys_read(fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
         len += (size_t)n;
-    sys_close((int)fd);
-    if (!nixld_parse_entry(buf, len, &e))
-        return;
-    if (e.path.len != c->exe_len || !mem_eq(e.path.ptr, c->exe, c->exe_len))
-        return; /* a hash collision */
-    if (e.has_identity ? !identity_matches(c, &e) : need_identity)
-        return;
+    sys_close(fd);
+    if (!nixld_parse_entry(buf, len, &e) || !entry_applies(c, &e, l))
+        return 0;
     for (size_t i = 0; i < e.ndirs; i++)
         path_add(c, e.dirs[i].ptr, e.dirs[i].len);
+    return 1;
 }
 
-/* `<dir><sub>/<16 hex>.entry` into out; 0 if it does not fit. */
-static int entry_file(char *out, const char *dir, const char *sub, const char hex[16])
+/* `<dir><sub>/<key><suffix>` into out; 0 if it does not fit. */
+static int entry_file(char *out, const char *dir, const char *sub, const struct lookup *l)
 {
     size_t dl = str_len(dir), sl = str_len(sub);
-    if (dl + sl + 24 > PATH_BUF)
+    if (dl + sl + l->key_len + 16 > PATH_BUF)
         return 0;
     char *p = put(out, dir, dl);
     p = put(p, sub, sl);
     *p++ = '/';
-    p = put(p, hex, 16);
-    p = put_str(p, ".entry");
+    p = put(p, l->key, l->key_len);
+    p = put_str(p, l->by_build_id ? ".build-id" : ".entry");
     *p = 0;
     return 1;
 }
+
+/* Looks up one entry file; 1 if it applied. */
+static int try_entry(struct context *c, char *file, const char *dir, const char *sub,
+                     const struct lookup *l)
+{
+    if (!l->key_len || !entry_file(file, dir, sub, l))
+        return 0;
+    long fd = sys_open(file);
+    return !sys_failed(fd) && apply_entry(c, (int)fd, l);
+}
+
+/* In one entries directory: the path entry, else the build-id entry. */
+static void find_in(struct context *c, char *file, const char *dir, const char *sub,
+                    struct lookup *by_path, struct lookup *by_id)
+{
+    if (!try_entry(c, file, dir, sub, by_path))
+        try_entry(c, file, dir, sub, by_id);
+}
+
+/* --- The program's build-id, from its own headers in memory -------------- */
+
+static uintptr_t align_up(uintptr_t x, uintptr_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* Whether [vaddr, vaddr+size) lies in a readable PT_LOAD's file-backed part:
+ * mapped, so reading it cannot fault. */
+static int mapped(const Elf_Phdr *ph, uintptr_t phnum, uintptr_t vaddr, uintptr_t size)
+{
+    for (uintptr_t i = 0; i < phnum; i++)
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_R) && vaddr >= ph[i].p_vaddr &&
+            size <= ph[i].p_filesz && vaddr - ph[i].p_vaddr <= ph[i].p_filesz - size)
+            return 1;
+    return 0;
+}
+
+/* The NT_GNU_BUILD_ID descriptor in one PT_NOTE at `notes` (`size` bytes,
+ * aligned to `align`); its length, 0 if none. */
+static size_t note_build_id(const char *notes, uintptr_t size, uintptr_t align,
+                            const unsigned char **id)
+{
+    uintptr_t off = 0;
+    while (off < size && size - off >= 12) {
+        uint32_t namesz, descsz, type;
+        memcpy(&namesz, notes + off, 4);
+        memcpy(&descsz, notes + off + 4, 4);
+        memcpy(&type, notes + off + 8, 4);
+        /* As glibc: the descriptor at the aligned end of header and name,
+         * the next note at the aligned end of the descriptor. */
+        uintptr_t name = off + 12;
+        if (namesz > size - name)
+            return 0;
+        uintptr_t desc = off + align_up(12 + namesz, align);
+        if (desc > size || descsz > size - desc)
+            return 0;
+        if (type == NT_GNU_BUILD_ID && namesz == 4 && mem_eq(notes + name, "GNU", 4) &&
+            descsz >= 1 && descsz <= NIXLD_BUILD_ID_MAX) {
+            *id = (const unsigned char *)notes + desc;
+            return descsz;
+        }
+        off = align_up(desc + descsz, align);
+    }
+    return 0;
+}
+
+/* The program's build-id as lowercase hex into `hex` (no file read: AT_PHDR,
+ * the load bias from PT_PHDR); its length, 0 when it has none. */
+static size_t build_id_hex(const struct context *c, char *hex)
+{
+    const Elf_Phdr *ph = (const Elf_Phdr *)c->phdr;
+    if (!ph || c->phent != sizeof(Elf_Phdr) || c->phnum > 4096)
+        return 0;
+    uintptr_t bias = 0, i;
+    for (i = 0; i < c->phnum && ph[i].p_type != PT_PHDR; i++)
+        ;
+    if (i == c->phnum)
+        return 0; /* no PT_PHDR: the bias is unknown */
+    bias = c->phdr - ph[i].p_vaddr;
+    for (i = 0; i < c->phnum; i++) {
+        const Elf_Phdr *p = &ph[i];
+        const unsigned char *id = 0;
+        if (p->p_type != PT_NOTE || (p->p_align != 4 && p->p_align != 8) ||
+            !mapped(ph, c->phnum, p->p_vaddr, p->p_filesz))
+            continue;
+        size_t n = note_build_id((const char *)(bias + p->p_vaddr), p->p_filesz, p->p_align, &id);
+        for (size_t k = 0; k < n; k++) {
+            hex[2 * k] = "0123456789abcdef"[id[k] >> 4];
+            hex[2 * k + 1] = "0123456789abcdef"[id[k] & 0xf];
+        }
+        if (n)
+            return 2 * n;
+    }
+    return 0;
+}
+
+/* --- Finding the entries ---------------------------------------------------- */
 
 static int absolute(const char *s) { return s && s[0] == '/'; }
 
@@ -393,37 +548,37 @@ static long exe_path(struct context *c, char *buf)
     return sys_readlink("/proc/self/exe", buf, PATH_BUF);
 }
 
-/* Appends the dirs of the matching entries for the executable `exe`. */
-static void find_entry_for(struct context *c, const char *exe, size_t len)
+/* Appends the dirs of the entries that apply: per-user, then system-wide;
+ * in each, the path entry, else the build-id entry (FORMAT.md). */
+static void find_entries(struct context *c, size_t len)
 {
+    char hex[16], id_hex[2 * NIXLD_BUILD_ID_MAX];
+    char *file = scratch.io.names + len + 1; /* PATH_BUF bytes at least */
+    struct lookup by_path = {0, 1, hex, 16};
+    struct lookup by_id = {1, 0, id_hex, build_id_hex(c, id_hex)};
     for (size_t i = 0; i < len; i++)
-        if (exe[i] == '\n')
-            return; /* cannot have an entry (FORMAT.md) */
-    c->exe = exe;
-    c->exe_len = len;
-    char hex[16], *file = c->io.names + len + 1; /* PATH_BUF bytes at least */
-    nixld_hex16(nixld_fnv1a64(exe, len), hex);
+        if (c->exe[i] == '\n')
+            by_path.key_len = 0; /* cannot have a path entry (FORMAT.md) */
+    nixld_hex16(nixld_fnv1a64(c->exe, len), hex);
 
-    int have_dir = 0;
     if (absolute(c->xdg_state_home.value))
-        have_dir = entry_file(file, c->xdg_state_home.value, "/nixld/entries", hex);
+        find_in(c, file, c->xdg_state_home.value, "/nixld/entries", &by_path, &by_id);
     else if (absolute(c->home.value))
-        have_dir = entry_file(file, c->home.value, "/.local/state/nixld/entries", hex);
-    if (have_dir)
-        load_entry(c, file, 1);
-    if (entry_file(file, NIXLD_SYSTEM_ENTRIES_DIR, "", hex))
-        load_entry(c, file, 0);
+        find_in(c, file, c->home.value, "/.local/state/nixld/entries", &by_path, &by_id);
+    by_path.need_identity = 0;
+    find_in(c, file, NIXLD_SYSTEM_ENTRIES_DIR, "", &by_path, &by_id);
 }
 
-/* Appends the dirs of the matching per-user entry, then of the system one. */
 static void find_entry(struct context *c)
 {
     if (c->secure)
         return;
-    long n = exe_path(c, c->io.names);
+    long n = exe_path(c, scratch.io.names);
     if (!sys_failed(n) && n > 0 && n < PATH_BUF) {
-        c->io.names[n] = 0;
-        find_entry_for(c, c->io.names, (size_t)n);
+        scratch.io.names[n] = 0;
+        c->exe = scratch.io.names;
+        c->exe_len = (size_t)n;
+        find_entries(c, (size_t)n);
     }
     if (c->exe_fd >= 0)
         sys_close(c->exe_fd);
@@ -442,21 +597,22 @@ static void open_ld(struct context *c)
 /* Reads and checks the loader's ELF header and program headers. */
 static void elf_map(struct context *c)
 {
-    Elf64_Ehdr *h = &c->ehdr;
-    char *head = c->io.head;
-    long n = sys_pread(c->ld_fd, head, sizeof c->io.head, 0);
+    Elf_Ehdr *h = &c->ehdr;
+    char *head = scratch.io.head;
+    long n = sys_pread(c->ld_fd, head, sizeof scratch.io.head, 0);
     if (n < (long)sizeof *h)
         die("bad loader", c->ld_path, -ENOEXEC);
     memcpy(h, head, sizeof *h);
-    if (!mem_eq((const char *)h->e_ident, "\177ELF\2\1", 6) || h->e_type != ET_DYN ||
-        h->e_machine != NIXLD_EM_SELF || h->e_phentsize != sizeof(Elf64_Phdr) ||
+    if (!mem_eq((const char *)h->e_ident, "\177ELF", 4) || h->e_ident[4] != ELF_CLASS_SELF ||
+        h->e_ident[5] != 1 || h->e_type != ET_DYN ||
+        h->e_machine != NIXLD_EM_SELF || h->e_phentsize != sizeof(Elf_Phdr) ||
         h->e_phnum == 0 || h->e_phnum > MAX_PHDRS)
         die("bad loader", c->ld_path, -ENOEXEC);
-    size_t size = (size_t)h->e_phnum * sizeof(Elf64_Phdr);
+    size_t size = (size_t)h->e_phnum * sizeof(Elf_Phdr);
     if (h->e_phoff % 8 == 0 && h->e_phoff <= (uint64_t)n && size <= (uint64_t)n - h->e_phoff)
-        c->phdrs = (const Elf64_Phdr *)(head + h->e_phoff);
+        c->phdrs = (const Elf_Phdr *)(head + h->e_phoff);
     else if (sys_pread(c->ld_fd, head, size, (long)h->e_phoff) == (long)size)
-        c->phdrs = (const Elf64_Phdr *)head; /* the header was copied out */
+        c->phdrs = (const Elf_Phdr *)head; /* the header was copied out */
     else
         die("bad loader", c->ld_path, -ENOEXEC);
 }
@@ -476,7 +632,7 @@ static void elf_load(struct context *c)
 {
     uintptr_t page = c->pagesz, lo = UINTPTR_MAX, hi = 0, align = page;
     for (int i = 0; i < c->ehdr.e_phnum; i++) {
-        const Elf64_Phdr *p = &c->phdrs[i];
+        const Elf_Phdr *p = &c->phdrs[i];
         if (p->p_type != PT_LOAD)
             continue;
         if (p->p_memsz < p->p_filesz || (p->p_vaddr - p->p_offset) % page)
@@ -493,7 +649,7 @@ static void elf_load(struct context *c)
     lo = page_down(lo, page);
     hi = page_up(hi, page);
 
-    const Elf64_Phdr *first = 0;
+    const Elf_Phdr *first = 0;
     for (int i = 0; i < c->ehdr.e_phnum && !first; i++)
         if (c->phdrs[i].p_type == PT_LOAD)
             first = &c->phdrs[i];
@@ -523,7 +679,7 @@ static void elf_load(struct context *c)
     }
 
     for (int i = 0; i < c->ehdr.e_phnum; i++) {
-        const Elf64_Phdr *p = &c->phdrs[i];
+        const Elf_Phdr *p = &c->phdrs[i];
         if (p->p_type != PT_LOAD)
             continue;
         int prot = prot_of(p->p_flags);

@@ -14,15 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from nixld.elf import read_build_id
 from tests.conftest import REPO, need, need_root, need_tool
 from tests.shim_fixtures.world import (
     World,
+    build_id_entry_text,
     build_world,
     compile_c,
     entry_name,
     entry_text,
     fnv1a64,
     make_shim,
+    write_build_id_entry,
     write_entry,
 )
 
@@ -341,6 +344,107 @@ def test_corrupt_entries_are_ignored_whole(world: World, state: Path, tmp_path: 
         assert LOADER_ERROR in r.stderr and "nixld-shim" not in r.stderr, name
 
 
+# --- Build-id entries ---------------------------------------------------------
+
+def moved_copy(world: World, tmp_path: Path, name: str, where: str = "new/dir") -> Path:
+    """A copy at a new path, as a launcher's update puts it: no path entry."""
+    (tmp_path / where).mkdir(parents=True, exist_ok=True)
+    return copy_program(world, tmp_path / where, name)
+
+
+def test_copy_at_a_new_path_starts_through_its_build_id_entry(
+        world: World, state: Path, tmp_path: Path) -> None:
+    resolved = copy_program(world, tmp_path, "use_who")
+    write_build_id_entry(user_entries(state), resolved,
+                         build_id_entry_text(resolved, [world.libs["entry"]]))
+    copy = moved_copy(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    r = world.run(copy, env)
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+    # The same build-id rebuilt to another size: the entry does not apply.
+    with copy.open("ab") as f:
+        f.write(b"\0")
+    assert read_build_id(copy) == read_build_id(resolved)
+    r = world.run(copy, env)
+    assert r.returncode == 127 and LOADER_ERROR in r.stderr
+
+
+def test_build_id_precedence(world: World, state: Path, system_entries: Path,
+                             tmp_path: Path) -> None:
+    """Per directory: the path entry, else the build-id entry; user before system."""
+    copy = moved_copy(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    write_build_id_entry(system_entries, copy, build_id_entry_text(copy, [world.libs["sys"]]))
+    assert world.run(copy, env).stdout == "who sys\n"
+    write_entry(system_entries, copy, entry_text(copy, [world.libs["nixsys"]], identity=False))
+    assert world.run(copy, env).stdout == "who nixsys\n"  # the system's path entry first
+    write_build_id_entry(user_entries(state), copy,
+                         build_id_entry_text(copy, [world.libs["entry"]]))
+    assert world.run(copy, env).stdout == "who entry\n"  # E_user before E_sys
+    write_entry(user_entries(state), copy, entry_text(copy, [world.libs["user"]]))
+    assert world.run(copy, env).stdout == "who user\n"  # the user's path entry, not both
+    # A stale user path entry: the user's build-id entry applies again.
+    st = copy.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert world.run(copy, env).stdout == "who entry\n"
+
+
+def test_entry_kinds_do_not_mix(world: World, state: Path, tmp_path: Path) -> None:
+    copy = moved_copy(world, tmp_path, "use_who")
+    env = world.env(XDG_STATE_HOME=str(state))
+    build_id = read_build_id(copy)
+    # A build-id entry under the path's file name, and a path entry under the
+    # build-id's file name: both ignored.
+    write_entry(user_entries(state), copy,
+                build_id_entry_text(copy, [world.libs["entry"]], path=copy))
+    (user_entries(state) / f"{build_id}.build-id").write_text(
+        entry_text(copy, [world.libs["entry"]]))
+    assert LOADER_ERROR in world.run(copy, env).stderr
+    # Another build-id in the entry than in its file name: ignored.
+    text = build_id_entry_text(copy, [world.libs["entry"]])
+    assert build_id and build_id[0] != "0"
+    (user_entries(state) / f"{build_id}.build-id").write_text(
+        text.replace(f"build_id {build_id}", f"build_id 0{build_id[1:]}"))
+    assert LOADER_ERROR in world.run(copy, env).stderr
+    (user_entries(state) / f"{build_id}.build-id").write_text(text)
+    assert world.run(copy, env).stdout == "who entry\n"
+
+
+def test_build_id_in_a_note_aligned_to_8(world: World, state: Path, tmp_path: Path) -> None:
+    prog = world.program("use_who_note8")
+    assert read_build_id(prog) == "8a112233445566778899aabbccddeeff00010203"
+    write_build_id_entry(user_entries(state), prog,
+                         build_id_entry_text(prog, [world.libs["entry"]]))
+    copy = moved_copy(world, tmp_path, "use_who_note8")
+    r = world.run(copy, world.env(XDG_STATE_HOME=str(state)))
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+
+
+def test_no_build_id_means_path_entries_only(world: World, state: Path, tmp_path: Path) -> None:
+    prog = copy_program(world, tmp_path, "use_who_no_build_id")
+    assert read_build_id(prog) is None
+    env = world.env(XDG_STATE_HOME=str(state))
+    assert LOADER_ERROR in world.run(prog, env).stderr
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    assert world.run(prog, env).stdout == "who entry\n"
+
+
+def test_build_id_child_does_not_inherit_the_injected_path(
+        world: World, state: Path, tmp_path: Path) -> None:
+    copy = moved_copy(world, tmp_path, "child")
+    write_build_id_entry(user_entries(state), copy,
+                         build_id_entry_text(copy, [world.libs["entry"]]))
+    env = world.env(XDG_STATE_HOME=str(state))
+    r = world.run(copy, env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "parent (unset)"
+    child_env = dict(line.split("=", 1) for line in lines[1:])
+    for added_by_sh in ("PWD", "SHLVL", "_"):
+        child_env.pop(added_by_sh, None)
+    assert child_env == env
+
+
 # --- Failures and other ways to start --------------------------------------
 
 @pytest.mark.parametrize("loader", ["/nonexistent/ld.so", "/etc/passwd", "/etc", "aarch64",
@@ -395,6 +499,8 @@ def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
     os.chown(prog, 0, 0)
     state = d / "state"
     write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    write_build_id_entry(user_entries(state), prog,
+                         build_id_entry_text(prog, [world.libs["user"]]))
     for p in (state, user_entries(state).parent, user_entries(state)):
         os.chmod(p, 0o755)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
@@ -410,6 +516,12 @@ def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
     r = run({**env, "NIX_LD": "/nonexistent/ld.so",
              "LD_LIBRARY_PATH": str(world.libs["user"])})
     assert (r.returncode, r.stdout) == (0, "who runpath\n"), r.stderr
+    (user_entries(state) / entry_name(prog)).unlink()  # the build-id entry alone: ignored too
+    r = run({**env, "NIX_LD": "/nonexistent/ld.so"})
+    assert (r.returncode, r.stdout) == (0, "who runpath\n"), r.stderr
+    os.chmod(prog, 0o755)
+    assert run(env).stdout == "who user\n"  # ... which applies when not setuid
+    os.chmod(prog, 0o4755)
     if os.path.exists("/proc/self/status"):
         probe_prog = d / "probe"
         shutil.copy2(world.program("probe"), probe_prog)

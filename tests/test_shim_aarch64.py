@@ -6,6 +6,7 @@ readlink("/proc/self/exe") (qemu answers it for the guest): its fallback."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_tool
-from tests.shim_fixtures.world import compile_c, entry_text, make_shim, write_entry
+from tests.shim_fixtures.world import (
+    build_id_entry_text,
+    compile_c,
+    entry_text,
+    make_shim,
+    write_build_id_entry,
+    write_entry,
+)
 
 CROSS_LIB = Path("/usr/aarch64-linux-gnu/lib")
 CROSS_LD = CROSS_LIB / "ld-linux-aarch64.so.1"
@@ -101,6 +109,25 @@ def test_aarch64_user_entry(arm: ArmWorld, tmp_path: Path) -> None:
     write_entry(state / "nixld" / "entries", prog,
                 entry_text(prog, [arm.lib]).replace("\nino ", "\nino 1"))  # stale
     assert arm.run("use_who", env).returncode == 127
+
+
+def test_aarch64_build_id_entry(arm: ArmWorld, tmp_path: Path) -> None:
+    """A copy at a new path: found by the build-id in its headers in memory."""
+    copy = tmp_path / "new" / "use_who"
+    copy.parent.mkdir()
+    shutil.copy2(arm.root / "use_who", copy)
+    state = tmp_path / "state"
+    write_build_id_entry(state / "nixld" / "entries", copy,
+                         build_id_entry_text(copy, [arm.lib], path=arm.root / "use_who"))
+    run = ["qemu-aarch64", str(copy)]
+    r = subprocess.run(run, env=arm.env(XDG_STATE_HOME=str(state)), capture_output=True,
+                       text=True, check=False, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
+    with copy.open("ab") as f:
+        f.write(b"\0")  # same build-id, another size
+    r = subprocess.run(run, env=arm.env(XDG_STATE_HOME=str(state)), capture_output=True,
+                       text=True, check=False, timeout=60)
+    assert r.returncode == 127 and "libwho.so" in r.stderr
 
 
 def test_aarch64_bad_loader(arm: ArmWorld) -> None:

@@ -40,12 +40,26 @@ def parse(harness: Path, tmp_path: Path, data: bytes) -> list[str]:
     return r.stdout.splitlines()
 
 
+def format_examples() -> list[bytes]:
+    """The indented example entries in FORMAT.md, from `nixld-entry 1` to `end`."""
+    out = []
+    for m in re.finditer(r"^    (nixld-entry 1\n(?:    .*\n)*?)    end\n", FORMAT, re.M):
+        body = "".join(line.removeprefix("    ") + "\n" for line in m.group(1).splitlines())
+        out.append((body + "end\n").encode())
+    return out
+
+
 def format_example_entry() -> bytes:
-    """The indented example entry in FORMAT.md, from `nixld-entry 1` to `end`."""
-    m = re.search(r"^    (nixld-entry 1\n(?:    .*\n)*?)    end\n", FORMAT, re.M)
-    assert m, "FORMAT.md lost its example entry"
-    body = "".join(line.removeprefix("    ") + "\n" for line in m.group(1).splitlines())
-    return (body + "end\n").encode()
+    """FORMAT.md's example path entry (the first)."""
+    examples = format_examples()
+    assert examples, "FORMAT.md lost its example entry"
+    return examples[0]
+
+
+def format_build_id_example() -> bytes:
+    examples = [e for e in format_examples() if b"\nbuild_id " in e]
+    assert len(examples) == 1, "FORMAT.md lost its example build-id entry"
+    return examples[0]
 
 
 def test_format_hash_examples(harness: Path) -> None:
@@ -67,6 +81,44 @@ def test_format_example_entry_parses(harness: Path, tmp_path: Path) -> None:
         "dir /nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-zlib-1.3.1/lib",
         "dir /nix/store/a5sq8q1g9bq8vqgbl8jxbmym0kcm1ycz-openssl-3.0.14/lib",
     ]
+
+
+def test_format_build_id_example_parses(harness: Path, tmp_path: Path) -> None:
+    assert parse(harness, tmp_path, format_build_id_example()) == [
+        "valid",
+        "path /home/alice/bin/tool",
+        f"build_id 27357f878ced56239e928e765c5b65594f7b22ec size {EXAMPLE_SIZE}",
+        "dir /nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-zlib-1.3.1/lib",
+    ]
+    # The file name example: the descriptor's bytes in order, as hex.
+    m = re.search(r"^    desc ((?:[0-9a-f]{2} ?)+)\n    -> ([0-9a-f]+)\.build-id$", FORMAT, re.M)
+    assert m and m.group(1).replace(" ", "") == m.group(2)
+    assert m.group(2) == "27357f878ced56239e928e765c5b65594f7b22ec"
+
+
+@pytest.mark.parametrize("lines", [
+    b"build_id ab\n",  # no size
+    b"build_id ab\nsize 1\ndev 1\n",  # a build-id entry has no dev/ino/mtime
+    b"build_id ab\nsize 1\ndev 1\nino 2\nmtime 3 4\n",
+    b"build_id abc\nsize 1\n",  # odd number of digits
+    b"build_id AB\nsize 1\n",  # lowercase only
+    b"build_id \nsize 1\n",
+    b"build_id a\nsize 1\n",
+    b"build_id " + b"ab" * 65 + b"\nsize 1\n",  # more than 64 bytes
+    b"build_id ab\nbuild_id ab\nsize 1\n",
+    b"build_id ab\nsize 1\nsize 1\n",
+    b"build_id xy\nsize 1\n",
+])
+def test_invalid_build_id_entries(harness: Path, tmp_path: Path, lines: bytes) -> None:
+    assert parse(harness, tmp_path, b"nixld-entry 1\npath /p\n" + lines + b"end\n") == [
+        "invalid"]
+
+
+def test_build_id_limits(harness: Path, tmp_path: Path) -> None:
+    longest = b"ab" * 64
+    out = parse(harness, tmp_path, b"nixld-entry 1\npath /p\nbuild_id " + longest +
+                b"\nsize 18446744073709551615\nend\n")
+    assert out == ["valid", "path /p", f"build_id {longest.decode()} size 18446744073709551615"]
 
 
 def test_system_entry_without_identity(harness: Path, tmp_path: Path) -> None:
@@ -127,8 +179,10 @@ def test_fuzz_entry_parser(tmp_path: Path) -> None:
     corpus.mkdir()
     (corpus / "format-example").write_bytes(format_example_entry())
     (corpus / "small").write_bytes(b"nixld-entry 1\npath /p\ndir /a\nend\n")
+    (corpus / "build-id").write_bytes(format_build_id_example())
     words = ["nixld-entry 1\n", "path /", "dev ", "ino ", "size ", "mtime ", "dir /",
-             "end\n", "sha256 ", ":", "\r", " ", "\n", "\x00", "18446744073709551615"]
+             "end\n", "build_id ", "0123456789abcdef", "sha256 ", ":", "\r", " ", "\n",
+             "\x00", "18446744073709551615"]
     dictionary = tmp_path / "entry.dict"
     dictionary.write_text("".join(f'"{dict_escape(w)}"\n' for w in words))
     seconds = 20 if IN_CI else 5

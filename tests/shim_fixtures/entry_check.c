@@ -33,6 +33,9 @@ int main(int argc, char **argv)
         printf("identity %llu %llu %llu %lld %u\n", (unsigned long long)e.dev,
                (unsigned long long)e.ino, (unsigned long long)e.size, (long long)e.mtime_sec,
                e.mtime_nsec);
+    if (e.build_id.len)
+        printf("build_id %.*s size %llu\n", (int)e.build_id.len, e.build_id.ptr,
+               (unsigned long long)e.size);
     for (size_t i = 0; i < e.ndirs; i++)
         printf("dir %.*s\n", (int)e.dirs[i].len, e.dirs[i].ptr);
     return 0;

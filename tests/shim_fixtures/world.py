@@ -74,6 +74,29 @@ def entry_text(program: Path, dirs: Iterable[Path | str], *, identity: bool = Tr
     return "\n".join(lines) + "\n"
 
 
+def build_id_entry_text(program: Path, dirs: Iterable[Path | str], *,
+                        size: int | None = None, path: Path | None = None) -> str:
+    """A build-id entry for `program` (FORMAT.md), with the build-id the Python
+    side reads (nixld/elf.py): what `resolve` writes beside the path entry."""
+    from nixld.elf import read_build_id
+
+    build_id = read_build_id(program)
+    assert build_id, f"{program} has no build-id"
+    lines = ["nixld-entry 1", f"path {os.path.realpath(path or program)}",
+             f"build_id {build_id}", f"size {program.stat().st_size if size is None else size}"]
+    lines += [f"dir {d}" for d in dirs]
+    return "\n".join([*lines, "end"]) + "\n"
+
+
+def write_build_id_entry(directory: Path, program: Path, text: str | bytes) -> Path:
+    from nixld.elf import read_build_id
+
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{read_build_id(program)}.build-id"
+    target.write_bytes(text.encode() if isinstance(text, str) else text)
+    return target
+
+
 def write_entry(directory: Path, program: Path, text: str | bytes) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / entry_name(program)
@@ -141,5 +164,9 @@ def build_world(root: Path) -> World:
                      "-Wl,--enable-new-dtags"])
     compile_c(bin_dir / "dlopen_who", ["dlopen_who.c"], flags=interp)
     compile_c(bin_dir / "child", ["child.c"], flags=interp)
+    compile_c(bin_dir / "use_who_note8", ["use_who.c", "note8.c"],
+              flags=[*interp, *link_who, "-Wl,--build-id=none"])
+    compile_c(bin_dir / "use_who_no_build_id", ["use_who.c"],
+              flags=[*interp, *link_who, "-Wl,--build-id=none"])
     return World(root=root, shim=shim, ld=ld, system_entries=system_entries,
                   default_library_path=default_library_path, libs=libs)
