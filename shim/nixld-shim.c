@@ -770,13 +770,13 @@ static void build_library_path(struct context *c)
 
 /* --- The start block ------------------------------------------------------ */
 
-/* Moves the start block down two words (keeping sp 16-byte aligned) to make
- * room for one more environment slot, at the end of envp; returns it. Only
+/* Moves the start block down 16 bytes (two words, four on i686: sp stays
+ * 16-byte aligned) to make room for one more environment slot, at the end of envp; returns it. Only
  * needed when there is no LD_LIBRARY_PATH nor NIX_LD* slot to borrow. The
  * 256 bytes _start left below sp are free for this. */
 static char **insert_env_slot(struct context *c)
 {
-    uintptr_t *old = c->sp, *new = c->sp - 2;
+    uintptr_t *old = c->sp, *new = c->sp - 16 / sizeof(uintptr_t);
     size_t head = 1 + (size_t)c->argc + 1 + c->envc;
     for (size_t i = 0; i < head; i++)
         new[i] = old[i];

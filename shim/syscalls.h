@@ -1,6 +1,6 @@
 /* Minimal Linux system calls for the freestanding shim (no libc).
  *
- * The per-architecture file (arch-x86_64.c, arch-aarch64.c) provides
+ * The per-architecture file (arch-x86_64.c, arch-aarch64.c, arch-i686.c) provides
  * nixld_syscall6 and the few routines that must be written in assembly;
  * everything here is portable. Calls return the raw kernel result: a value
  * in [-4095, -1] is -errno. */
@@ -30,8 +30,18 @@ enum {
     SYS_pread64 = 67, SYS_execve = 221, SYS_exit_group = 94, SYS_openat = 56,
     SYS_readlinkat = 78, SYS_statx = 291, SYS_getcwd = 17, SYS_openat2 = 437,
 };
+#elif defined(__i386__)
+#define NIXLD_SYSTEM "i686_linux"
+#define NIXLD_EM_SELF 3 /* EM_386 */
+#define NIXLD_MMAP2 1 /* mmap2: the offset in 4096-byte units */
+#define NIXLD_PREAD_SPLIT 1 /* pread64: the 64-bit offset in two registers */
+enum {
+    SYS_read = 3, SYS_write = 4, SYS_close = 6, SYS_mmap = 192 /* mmap2 */, SYS_munmap = 91,
+    SYS_pread64 = 180, SYS_execve = 11, SYS_exit_group = 252, SYS_openat = 295,
+    SYS_readlinkat = 305, SYS_statx = 383, SYS_getcwd = 183, SYS_openat2 = 437,
+};
 #else
-#error "nixld-shim supports x86_64 and aarch64"
+#error "nixld-shim supports x86_64, aarch64 and i686"
 #endif
 
 #define AT_FDCWD (-100)
@@ -81,14 +91,24 @@ static inline long sys_read(int fd, void *buf, size_t n)
 { return nixld_syscall6(SYS_read, fd, (long)buf, (long)n, 0, 0, 0); }
 static inline long sys_write(int fd, const void *buf, size_t n)
 { return nixld_syscall6(SYS_write, fd, (long)buf, (long)n, 0, 0, 0); }
+#ifdef NIXLD_PREAD_SPLIT
+static inline long sys_pread(int fd, void *buf, size_t n, long off)
+{ return nixld_syscall6(SYS_pread64, fd, (long)buf, (long)n, off, off < 0 ? -1 : 0, 0); }
+#else
 static inline long sys_pread(int fd, void *buf, size_t n, long off)
 { return nixld_syscall6(SYS_pread64, fd, (long)buf, (long)n, off, 0, 0); }
+#endif
 static inline long sys_open(const char *path)
 { return nixld_syscall6(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0); }
 static inline long sys_close(int fd)
 { return nixld_syscall6(SYS_close, fd, 0, 0, 0, 0, 0); }
+#ifdef NIXLD_MMAP2
+static inline long sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
+{ return nixld_syscall6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off >> 12); }
+#else
 static inline long sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 { return nixld_syscall6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off); }
+#endif
 static inline long sys_munmap(void *addr, size_t len)
 { return nixld_syscall6(SYS_munmap, (long)addr, (long)len, 0, 0, 0, 0); }
 static inline long sys_readlink(const char *path, char *buf, size_t n)
