@@ -138,7 +138,9 @@ def describe_plan(summary: PlanSummary) -> str:
             label = f"{safe(item.attr)} ({item.output})"
             provides = ", ".join(safe(s) for s in item.sonames)
             lines.append(f"    {label:<{width}}  for {provides}")
-        if summary.to_fetch:
+        if any(not item.store_path for item in summary.plan):
+            lines.append("  to build from your nixpkgs (32-bit x86 packages, pkgsi686Linux)")
+        elif summary.to_fetch:
             lines.append(f"  to download: {summary.to_fetch} store path"
                          f"{'s' if summary.to_fetch != 1 else ''}, "
                          f"{format_size(summary.download)}")

@@ -33,7 +33,7 @@ from nixld.text import safe
 if TYPE_CHECKING:
     from nixld.analysis import Analysis
     from nixld.loader import ElfCache
-    from nixld.rank import Candidate, Ranking
+    from nixld.rank import Candidate, PlanItem, Ranking
 
 # GPU libraries come from the NixOS driver, not from a package (hardware.graphics).
 OPENGL_DRIVER_DIR = "/run/opengl-driver/lib"
@@ -143,10 +143,11 @@ def _has_elf_magic(path: str) -> bool:
 
 
 def _analyse_all(targets: Sequence[str], dirs: Sequence[str],
-                 cache: ElfCache | None = None) -> list[Analysis]:
+                 cache: ElfCache | None = None,
+                 loader: tuple[str, str] | None = None) -> list[Analysis]:
     from nixld.analysis import analyse_closure
 
-    return [analyse_closure(t, extra_dirs=dirs, cache=cache) for t in targets]
+    return [analyse_closure(t, extra_dirs=dirs, cache=cache, loader=loader) for t in targets]
 
 
 def _rank_all(analyses: Sequence[Analysis], db: str | None,
@@ -236,6 +237,85 @@ def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
     return done
 
 
+@dataclass
+class Job32:
+    """A resolution of 32-bit x86 binaries (nixld.i686): its real loader, when
+    one had to be built, and its packages, built from the user's nixpkgs as
+    pkgsi686Linux attributes instead of substituted from the 64-bit database."""
+
+    loader: tuple[str, str] | None = None  # (ld-linux.so.2, source) of a built glibc
+
+    @classmethod
+    def of(cls, analyses: Sequence[Analysis]) -> Job32 | None:
+        from nixld.i686 import is_i686
+
+        infos = [a.closure.binary for a in analyses if a.closure is not None]
+        return cls() if infos and all(is_i686(i) for i in infos) else None
+
+    def lacks_loader(self, analyses: Sequence[Analysis]) -> bool:
+        """No variable names a 32-bit loader and the default one is not there."""
+        return self.loader is None and any(
+            a.closure is not None and a.closure.env.real_loader_source == "default"
+            and (not a.closure.real_loader_exists or a.closure.real_loader_problem is not None)
+            for a in analyses)
+
+    def ensure_loader(self, analyses: Sequence[Analysis], rep: Reporter) -> list[Picked]:
+        """Build pkgsi686Linux.glibc once when the binaries lack a loader."""
+        if not self.lacks_loader(analyses):
+            return []
+        from nixld import i686
+        from nixld.pkgsi686 import GLIBC_ATTR
+
+        rep.say("no 32-bit loader here (NIX_LD_i686_linux is unset): building "
+                f"{GLIBC_ATTR} from your nixpkgs")
+        store_path = i686.build_glibc()
+        self.loader = (i686.loader_of(store_path), i686.LOADER_SOURCE)
+        return [Picked(store_path, GLIBC_ATTR, "out", [])]
+
+    def realise(self, picks: list[Picked], ranking: Ranking, rep: Reporter,
+                exclude: set[tuple[str, str]]) -> list[Picked]:
+        """Each pick's owner as a pkgsi686Linux package, the next candidate when
+        one is missing or wrong; what cannot be had is excluded from ranking."""
+        from nixld import i686, pkgsi686
+        from nixld.rank import Choice
+
+        done: list[Picked] = []
+        for pick in picks:
+            choice = ranking.choices[pick.sonames[0]]
+            owner = next((c for c in choice.candidates if c.store_path == pick.store_path), None)
+            mapped = pkgsi686.map_choice(Choice(choice.soname, choice.candidates, owner))
+            built = i686.build_first(mapped, pick.sonames, rep.say)
+            lacking = [s for s in pick.sonames if built is None or s not in built.sonames]
+            for soname in lacking:  # tried: do not rank these owners again
+                exclude.update((soname, c.store_path)
+                               for c in ranking.choices[soname].candidates)
+            if built is not None:
+                rep.say(f"built {safe(built.mapped.attr)} ({built.mapped.output}) for "
+                        f"{', '.join(map(safe, built.sonames))}: {safe(built.store_path)}")
+                done.append(Picked(built.store_path, built.mapped.attr, built.mapped.output,
+                                   list(built.sonames)))
+        return done
+
+
+def _shown_plan(outcome: Outcome, ranking: Ranking) -> tuple[list[PlanItem], list[str],
+                                                              int | None]:
+    """The plan the prompt shows, with what it would download. A 32-bit job
+    shows its pkgsi686Linux packages, to be built (no store path yet)."""
+    from nixld import nix
+    from nixld.rank import PlanItem
+
+    if Job32.of(outcome.analyses):
+        from nixld import pkgsi686
+
+        items = pkgsi686.plan(pkgsi686.map_ranking(ranking).values())
+        return [PlanItem(i.attr, i.output, "", i.sonames) for i in items], [], None
+    try:
+        to_fetch, size = nix.query_missing([p.store_path for p in ranking.plan])
+    except NixError:
+        to_fetch, size = [], None
+    return ranking.plan, to_fetch, size
+
+
 def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
             label: str) -> tuple[Answer, dict[str, Candidate | None] | None]:
     """Round 1: ask, or take the top-ranked plan when auto-accepting."""
@@ -246,16 +326,10 @@ def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
         return Answer.YES, None
     if not prompt.can_prompt():
         raise NotAsked
-    from nixld import nix
-
-    store_paths = [p.store_path for p in ranking.plan]
-    try:
-        to_fetch, size = nix.query_missing(store_paths)
-    except NixError:
-        to_fetch, size = [], None
+    plan, to_fetch, size = _shown_plan(outcome, ranking)
     hints = [s for a in outcome.analyses if isinstance(a.info, ElfInfo)
              for h in a.info.dlopen for s in h.sonames if s not in opts.with_]
-    summary = prompt.PlanSummary(label, list(ranking.choices), ranking.plan, size,
+    summary = prompt.PlanSummary(label, list(ranking.choices), plan, size,
                                  len(to_fetch), list(dict.fromkeys(hints)))
     answer = prompt.ask_plan(summary)
     if answer is Answer.CHOOSE:
@@ -279,12 +353,25 @@ def _enable_auto_accept() -> None:
     set_setting("auto_accept", True)
 
 
+def _first_answer(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
+                  label: str) -> dict[str, Candidate | None] | None:
+    """Round 3: the answer, kept in `outcome`; the per-library picks of `choose`."""
+    answer, overrides = _decide(outcome, ranking, opts, rep, label)
+    outcome.answer = answer
+    if answer is Answer.ALWAYS:
+        _enable_auto_accept()
+        rep.say("auto-accept is on from now on (nixld-hook install --auto-accept; "
+                "turn off in the config file)")
+    return overrides
+
+
 def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                label: str, start_dirs: Sequence[str] = ()) -> Outcome:
     """Rounds 1-5 above, until complete or nothing more can be found."""
     from nixld.loader import ElfCache
 
     cache = ElfCache()  # each round reads the same files again: parse them once
+    job32: Job32 | None = None
     picked: list[Picked] = []
     dirs: list[str] = list(start_dirs)
     exclude: set[tuple[str, str]] = set()
@@ -293,28 +380,26 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
     extra = _with_requests(opts, rep, dirs, picked)
     outcome.always_dirs.extend(dirs[len(start_dirs):])
     for round_no in range(1, MAX_ROUNDS + 1):
-        outcome.analyses = _analyse_all(targets, dirs, cache)
+        outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None)
         ranking = _rank_all(outcome.analyses, opts.db, exclude)
-        if ranking is None and not extra:
+        job32 = job32 or Job32.of(outcome.analyses)
+        if ranking is None and not extra and not (job32 and job32.lacks_loader(outcome.analyses)):
             break
         if ranking is None:
             from nixld.rank import Ranking
 
             ranking = Ranking({})
         if round_no == 1:
-            answer, overrides = _decide(outcome, ranking, opts, rep, label)
-            outcome.answer = answer
-            if answer in (Answer.NO, Answer.NEVER):
+            overrides = _first_answer(outcome, ranking, opts, rep, label)
+            if outcome.answer in (Answer.NO, Answer.NEVER):
                 return outcome
-            if answer is Answer.ALWAYS:
-                _enable_auto_accept()
-                rep.say("auto-accept is on from now on (nixld-hook install --auto-accept; "
-                        "turn off in the config file)")
         new = [p for p in _picks_from(ranking, overrides if round_no == 1 else None)
                if p.store_path not in {q.store_path for q in picked}]
         forced = {p.store_path for p in extra}
         new += extra
         extra = []
+        if job32 and not opts.dry_run:
+            picked.extend(job32.ensure_loader(outcome.analyses, rep))
         if not new:
             break
         if opts.dry_run:
@@ -323,7 +408,8 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
         count = sum(len(p.sonames) for p in new)
         rep.say(f"round {round_no}: fetching {len(new)} package"
                 f"{'s' if len(new) != 1 else ''} for {count} librar{'y' if count == 1 else 'ies'}")
-        got = _realise(new, rep, opts.quiet, exclude)
+        got = job32.realise(new, ranking, rep, exclude) if job32 \
+            else _realise(new, rep, opts.quiet, exclude)
         for pick in got:
             picked.append(pick)
             if pick.lib_dir not in dirs:
@@ -332,7 +418,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                 outcome.always_dirs.append(pick.lib_dir)
         if not got and not any(ranking.choices.values()):
             break
-    outcome.analyses = _analyse_all(targets, dirs, cache)
+    outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None)
     outcome.dirs = dirs
     outcome.failed = {soname for soname, _ in exclude}
     return outcome
@@ -408,6 +494,17 @@ def _entry_dirs(analysis: Analysis, dirs: Sequence[str], always: Sequence[str]) 
             if d in always or any(os.path.exists(os.path.join(d, n.soname)) for n in used)]
 
 
+def _loader_package(analysis: Analysis) -> set[str]:
+    """The store path of a 32-bit glibc a resolution built as the loader: the
+    entry records it (its `package` line), and `run` and explain read it back."""
+    from nixld.i686 import LOADER_SOURCE
+
+    closure = analysis.closure
+    if closure is None or closure.env.real_loader_source != LOADER_SOURCE:
+        return set()
+    return {closure.env.real_loader.rsplit("/lib/", 1)[0]}
+
+
 def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
     from nixld import entries
 
@@ -419,7 +516,7 @@ def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
         sonames = tuple(
             (n.soname, n.path or "") for n in (analysis.closure.needed if analysis.closure else [])
             if n.via == "entry")
-        used_paths = {d.rsplit("/lib", 1)[0] for d in own}
+        used_paths = {d.rsplit("/lib", 1)[0] for d in own} | _loader_package(analysis)
         entry = entries.Entry(
             path=target,
             identity=entries.Identity.of_file(target),
@@ -497,7 +594,8 @@ def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
 
             remembered = [d.rsplit("/lib", 1)[0] for d in start if d.startswith("/nix/store/")]
             profile.install([p.store_path for p in outcome.picked] + remembered)
-        outcome.entries = write_entries(outcome, dirs) if dirs else []
+        # A 32-bit binary may need only its loader: the entry records it.
+        outcome.entries = write_entries(outcome, dirs) if dirs or outcome.picked else []
     return _report(outcome, rep), outcome
 
 
