@@ -23,7 +23,6 @@ from nixld.text import safe
 if TYPE_CHECKING:
     from nixld.elf import ElfInfo, ScriptInfo
     from nixld.entries import Entry
-    from nixld.index import Provider, SonameIndex
     from nixld.loader import Closure, ElfCache, LoaderEnv
     from nixld.pkgsi686 import I686Choice, PlanItem32
     from nixld.rank import Ranking
@@ -220,11 +219,10 @@ def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
     }
     for soname in sonames:
         providers.setdefault(soname, [])
-    counts = _library_counts(index, providers)
     any_local = any(os.path.exists(p.path) for provs in providers.values() for p in provs)
     wanted = symbols() if symbols is not None and any_local else {}
     check = local_candidate_check(required, wanted, library_facts)
-    return rank_candidates(providers, library_counts=counts, version_check=check)
+    return rank_candidates(providers, version_check=check)
 
 
 def required_symbols(closure: Closure) -> dict[str, list[str]]:
@@ -268,13 +266,6 @@ def library_facts(path: str) -> tuple[list[str], list[str]]:
     defs, exports = list(info.version_defs), sorted(info.exported_symbols)
     cache.put(Path(path), {"version_defs": defs, "exports": exports})
     return defs, exports
-
-
-def _library_counts(index: SonameIndex,
-                    providers: Mapping[str, Sequence[Provider]]) -> dict[str, int]:
-    """Library files per candidate store path (rule 2: bundles ship many)."""
-    seen = {p.store_path.path for provs in providers.values() for p in provs}
-    return {path: index.library_count(path) for path in seen}
 
 
 class _Progress:

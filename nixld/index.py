@@ -17,8 +17,15 @@ and binary search, nothing is unpickled, and zstandard is not imported. Layout
     names index   u64 offsets (n_sonames + 1) into the names blob
     names blob    the sonames, sorted bytewise, concatenated
     records index u64 offsets (n_sonames + 1) into the records blob
-    records blob  per soname, per provider: `path#\\0file\\0target\\0size\\0`
-    counts        u64 per store path: its number of library files
+    records blob  per soname, per provider: `path#\\0file\\0target\\0size\\0claim\\0`,
+                  claim being why that store path owns the file (nixld.ownership), or empty
+    standing      u64 per store path: library files (bits 0-23), how many of them
+                  other store paths own (24-47), its role (48-55; ownership.ROLES)
+
+Ownership is computed once here, over the whole database (nixld.ownership),
+from each store path's library files, its `lib/pkgconfig/*.pc` files and those
+of its attribute's `dev` output, and its top-level `bin/`, `opt/`,
+`share/applications/` and `usr/`.
 
 Also here: LibraryFactsCache, the cache of facts learned about realised library
 files (version definitions, exported symbols), keyed by path and identity.
@@ -35,16 +42,18 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from nixld import ownership
 from nixld.database import StorePath, iter_raw, missing_database_message, parse_store_path
 from nixld.errors import DatabaseError
 from nixld.paths import cache_dir
 from nixld.text import safe
 
-INDEX_MAGIC = b"NXLDSO02"  # bump the digits when the layout changes
+INDEX_MAGIC = b"NXLDSO03"  # bump the digits when the layout changes
 # magic, db size, mtime_ns, inode, device, built at (ns), entries, store paths,
 # store paths with libraries, sonames, providers, build time (ms), 7 offsets
 HEADER = struct.Struct("<8s6Q4I I4x7Q")
@@ -70,6 +79,10 @@ class Provider:
     file: str
     target: str | None
     size: int | None
+    # From the index (nixld.ownership): why this store path owns the file ("" if
+    # it does not) and the store path's standing. Not part of equality.
+    claim: str = field(default="", compare=False)
+    standing: ownership.Standing | None = field(default=None, compare=False)
 
     @property
     def path(self) -> str:
@@ -134,12 +147,14 @@ Found = tuple[bytes, bytes, bytes | None, int | None]  # soname, file, target, s
 
 
 def library_files(raw_entries: list[tuple[bytes, bytes]], raw_json: bytes,
-                  wanted: frozenset[bytes] | None = None) -> list[Found]:
+                  wanted: frozenset[bytes] | None = None,
+                  pkg_config: list[bytes] | None = None) -> list[Found]:
     """The shared libraries directly under lib/ and lib64/ of one store path.
 
     `raw_json` is the store path's `p` line, parsed only if a symlink needs it
     (absolute links back into the store path); `wanted` limits the result to
-    those file names. A bad `p` line raises ValueError.
+    those file names; the names of `lib/pkgconfig/*.pc` files are appended to
+    `pkg_config` when given. A bad `p` line raises ValueError.
     """
     found: list[tuple[bytes, bytes, bytes]] = []
     for meta, path in raw_entries:
@@ -147,13 +162,23 @@ def library_files(raw_entries: list[tuple[bytes, bytes]], raw_json: bytes,
             continue
         slash = path.index(b"/", 1)
         name = path[slash + 1:]
-        if b"/" in name or not is_library_name(name):
+        if b"/" in name:
+            if pkg_config is not None and name.startswith(b"pkgconfig/") \
+                    and name.endswith(b".pc") and name.count(b"/") == 1:
+                pkg_config.append(name[10:-3])
+            continue
+        if not is_library_name(name):
             continue
         if wanted is not None and name not in wanted:
             continue
         found.append((name, path, meta))
     if not found:
         return []
+    return _resolved(found, raw_entries, raw_json)
+
+
+def _resolved(found: list[tuple[bytes, bytes, bytes]], raw_entries: list[tuple[bytes, bytes]],
+              raw_json: bytes) -> list[Found]:
     lookup: dict[bytes, bytes] | None = None
     root = b""
     out: list[Found] = []
@@ -228,51 +253,85 @@ class _Progress:
                 f"({rate:,.0f} entries/s)")
 
 
+Record = tuple[bytes, int, bytes, bytes | None, int | None]  # name, path#, file, target, size
+
+
+@dataclass
+class _Collected:
+    """What the pass keeps: store paths with library files and their facts."""
+
+    paths: list[bytes] = field(default_factory=list)
+    providers: list[Record] = field(default_factory=list)
+    facts: list[ownership.PathFacts] = field(default_factory=list)
+    dev_pkg_config: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, raw_json: bytes, raw_entries: list[tuple[bytes, bytes]]) -> None:
+        pkg_config: list[bytes] = []
+        found = library_files(raw_entries, raw_json, pkg_config=pkg_config)
+        if not found and not pkg_config:
+            return
+        store_path = _root_of(raw_json)[0]  # what goes into the index must parse later
+        origin = store_path.origin
+        pc_names = frozenset(_decode(n) for n in pkg_config)
+        if origin is not None and origin.output == "dev" and pc_names:
+            self.dev_pkg_config.setdefault(origin.attr, set()).update(pc_names)
+        if not found:
+            return
+        number = len(self.paths)
+        self.paths.append(raw_json)
+        self.providers.extend((name, number, file, target, size)
+                              for name, file, target, size in found)
+        libraries = {_decode(name): _decode(target if target is not None else file)
+                     for name, file, target, _ in found}
+        markers = ownership.MARKERS.intersection(map(itemgetter(1), raw_entries))
+        self.facts.append(ownership.PathFacts(store_path, libraries, pc_names,
+                                              frozenset(markers)))
+
+
 def build_index(db_file: Path, identity: Identity,
                 progress: Callable[[str], None] | None = None) -> bytes:
-    """One pass over the database; returns the index file's bytes."""
+    """One pass over the database, then ownership; returns the index file's bytes."""
     state = _Progress(progress)
-    paths: list[bytes] = []
-    providers: list[tuple[bytes, int, bytes, bytes | None, int | None]] = []
+    kept = _Collected()
     for raw_json, raw_entries in iter_raw(db_file):
         state.step(len(raw_entries))
         try:
-            found = library_files(raw_entries, raw_json)
-            if found:
-                _root_of(raw_json)  # what goes into the index must parse later
+            kept.add(raw_json, raw_entries)
         except ValueError as err:
             raise DatabaseError(f"{safe(db_file)}: corrupt nix-index database: {err}") from None
-        if found:
-            number = len(paths)
-            paths.append(raw_json)
-            providers.extend((name, number, file, target, size)
-                             for name, file, target, size in found)
     if progress is not None:
         progress(state.message(time.monotonic()))
-    providers.sort(key=lambda p: (p[0], p[1]))  # stable: database order within a store path
+    owned = ownership.compute(kept.facts, {a: frozenset(p)
+                                           for a, p in kept.dev_pkg_config.items()})
+    kept.providers.sort(key=lambda p: (p[0], p[1]))  # stable: database order within a path
     build_ms = int((time.monotonic() - state.start) * 1000)
-    counts = (state.entries, state.store_paths, len(paths), build_ms)
-    return _serialise(identity, counts, paths, providers)
+    counts = (state.entries, state.store_paths, len(kept.paths), build_ms)
+    return _serialise(identity, counts, kept, owned)
 
 
-def _serialise(identity: Identity, counts: tuple[int, int, int, int], paths: list[bytes],
-               providers: list[tuple[bytes, int, bytes, bytes | None, int | None]]) -> bytes:
+def _serialise(identity: Identity, counts: tuple[int, int, int, int], kept: _Collected,
+               owned: ownership.Ownership) -> bytes:
+    paths = [fact.store_path.path for fact in kept.facts]
     names: list[bytes] = []
     records: list[bytes] = []
-    for name, number, file, target, size in providers:
-        record = b"%d\0%s\0%s\0%s\0" % (number, file, target or b"",
-                                         b"" if size is None else b"%d" % size)
+    for name, number, file, target, size in kept.providers:
+        claim = owned.claims.get((_decode(name), paths[number]), "")
+        record = b"%d\0%s\0%s\0%s\0%s\0" % (number, file, target or b"",
+                                             b"" if size is None else b"%d" % size,
+                                             claim.encode())
         if names and names[-1] == name:
             records[-1] += record
         else:
             names.append(name)
             records.append(record)
-    counts_per_path = [0] * len(paths)
-    for provider in providers:
-        counts_per_path[provider[1]] += 1
-    sections = [_offsets(paths), b"".join(paths), _offsets(names), b"".join(names),
+    files_per_path = [0] * len(paths)
+    for provider in kept.providers:
+        files_per_path[provider[1]] += 1
+    standing = [_pack_standing(files_per_path[i], owned.standing[path])
+                for i, path in enumerate(paths)]
+    sections = [_offsets(kept.paths), b"".join(kept.paths), _offsets(names), b"".join(names),
                 _offsets(records), b"".join(records),
-                struct.pack(f"<{len(paths)}Q", *counts_per_path)]
+                struct.pack(f"<{len(paths)}Q", *standing)]
     offsets: list[int] = []
     body = bytearray()
     for section in sections:
@@ -281,8 +340,21 @@ def _serialise(identity: Identity, counts: tuple[int, int, int, int], paths: lis
         body += b"\0" * (-len(body) % 8)
     entries, store_paths, with_libs, build_ms = counts
     header = HEADER.pack(INDEX_MAGIC, *identity, time.time_ns(), entries, store_paths,
-                         with_libs, len(names), len(providers), build_ms, *offsets)
+                         with_libs, len(names), len(kept.providers), build_ms, *offsets)
     return header + bytes(body)
+
+
+_FIELD = (1 << 24) - 1
+
+
+def _pack_standing(files: int, standing: ownership.Standing) -> int:
+    role = ownership.ROLES.index(standing.role)
+    return min(files, _FIELD) | min(standing.others, _FIELD) << 24 | role << 48
+
+
+def _unpack_standing(value: int, libraries: int) -> ownership.Standing:
+    role = ownership.ROLES[min((value >> 48) & 0xFF, len(ownership.ROLES) - 1)]
+    return ownership.Standing(role, libraries, (value >> 24) & _FIELD)
 
 
 def _offsets(items: list[bytes]) -> bytes:
@@ -333,7 +405,7 @@ class SonameIndex:
         self._names_blob = offsets[3]
         self._records_index = self._table(offsets[4], n_names + 1)
         self._records_blob = offsets[5]
-        self._counts = self._table(offsets[6], n_paths)
+        self._standing = self._table(offsets[6], n_paths)
         if self._records_blob + self._records_index[-1] > len(buffer):
             raise ValueError("soname index is truncated")
         self._store_path_cache: dict[int, StorePath] = {}
@@ -419,21 +491,28 @@ class SonameIndex:
         """
         path = store_path.path if isinstance(store_path, StorePath) else store_path
         number = self._numbers.get(path)
-        return 0 if number is None else int(self._counts[number])
+        return 0 if number is None else int(self._standing[number]) & _FIELD
+
+    def standing(self, number: int) -> ownership.Standing:
+        """The ownership standing of one store path (by its number in the index)."""
+        value = int(self._standing[number])
+        return _unpack_standing(value, value & _FIELD)
 
     def _providers(self, soname: str, i: int) -> list[Provider]:
         start = self._records_blob
         blob = self._buf[start + self._records_index[i]:start + self._records_index[i + 1]]
         fields = blob.split(b"\0")
         out: list[Provider] = []
-        for j in range(0, len(fields) - 1, 4):
-            number, file, target, size = fields[j:j + 4]
+        for j in range(0, len(fields) - 1, 5):
+            number, file, target, size, claim = fields[j:j + 5]
             out.append(Provider(
                 soname=soname,
                 store_path=self.store_path(int(number)),
                 file=_decode(file),
                 target=_decode(target) if target else None,
                 size=int(size) if size else None,
+                claim=claim.decode("ascii", "replace"),
+                standing=self.standing(int(number)),
             ))
         return out
 

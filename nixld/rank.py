@@ -1,19 +1,25 @@
-"""Choosing providers: rank every store path that ships a missing soname.
+"""Choosing providers: the package each missing library belongs to.
 
 The nix-index database lists, for a common soname such as `libz.so.1`, dozens
 of store paths: the real `zlib`, FHS environments that copy almost every
 library, applications that bundle their own copies, non-top-level build
-inputs. The rules, in the order they weigh (each leaves a reason behind):
+inputs, the same store path under several attributes. Which store path *owns*
+each library file was decided once, when the soname index was built
+(nixld.ownership: named after it, its pkg-config files, a link to a library it
+owns, the best top-level provider that is no bundle). The rules here:
 
-1. Drop non-top-level copies unless nothing else has the soname: they cannot
-   be installed by attribute, and their store paths are rarely substitutable.
-2. Demote packages that merely bundle copies: FHS environments (steam-run),
-   applications that ship many unrelated libraries, `*-unwrapped` builds and
-   language-package vendored copies. They work, but pull in a lot.
-3. Among the rest, prefer the set that covers all missing sonames with the
-   fewest packages (greedy set cover: one `krb5` beats four small packages).
-4. Prefer attributes named after the library (`libssl.so.3` -> `openssl`).
-5. Prefer the `lib`/`out` outputs.
+1. Aliases collapse: the attributes listing one store path are one candidate,
+   shown under its canonical name (the shortest unscoped attribute; a
+   `*Packages.*` scope such as `kdePackages.` last).
+2. Tiers: an owner; another top-level library package; a bundle or
+   application (most of its libraries belong to other packages); an FHS
+   environment; a non-top-level copy. A soname is covered from its best tier
+   present, so a bundle, FHS environment or copy serves only when nothing owns
+   the soname, and the candidate says so.
+3. Within that tier, the fewest packages covering all missing sonames win
+   (greedy set cover: one `krb5` beats four small packages); ties go to
+   `lib`/`out` outputs, then to the canonical name and store path, so the
+   database's order never changes a choice.
 
 Candidates whose library file is already in the local store are also checked
 against the version requirements of the objects that need them (their
@@ -23,122 +29,46 @@ against the version requirements of the objects that need them (their
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from nixld import ownership
 
 if TYPE_CHECKING:
     from nixld.index import Provider
 
-# Scores. Larger is better; the tiers are far apart so that a lower rule never
-# outweighs a higher one.
-NOT_TOPLEVEL = -10_000
-BUNDLE = -1_000
+# Tiers (rule 2), best first, and the score they give (for display: the choice
+# is made by tier, then cover, then the deterministic tie-break).
+OWNER, LIBRARY, BUNDLE, FHS, NOT_TOPLEVEL = 4, 3, 2, 1, 0
+TIER_SCORE = 1000
 IN_COVER = 100
-NAME_MATCH = 30
-GOOD_OUTPUT = 10
+STRONG_CLAIM = 20
+WEAK_CLAIM = 10
+GOOD_OUTPUT = 5
 
-# A store path shipping at least this many library files is treated as a bundle
-# unless the soname is named after it (2.).
-MANY_LIBRARIES = 40
-
-# Well-known sonames whose nixpkgs attribute is not guessable from the name.
-KNOWN_PROVIDERS: Mapping[str, tuple[str, ...]] = {
-    "ssl": ("openssl",),
-    "crypto": ("openssl",),
-    "z": ("zlib",),
-    "stdc++": ("gcc-unwrapped", "gcc", "stdenv.cc.cc"),
-    "gcc_s": ("gcc-unwrapped", "gcc", "stdenv.cc.cc"),
-    "gomp": ("gcc-unwrapped", "gcc"),
-    "atomic": ("gcc-unwrapped", "gcc"),
-    "quadmath": ("gcc-unwrapped", "gcc"),
-    "gfortran": ("gfortran", "gcc-unwrapped"),
-    "ncursesw": ("ncurses",),
-    "tinfo": ("ncurses",),
-    "formw": ("ncurses",),
-    "menuw": ("ncurses",),
-    "panelw": ("ncurses",),
-    "gssapi_krb5": ("krb5",),
-    "krb5support": ("krb5",),
-    "k5crypto": ("krb5",),
-    "com_err": ("krb5", "e2fsprogs"),
-    "bz2": ("bzip2",),
-    "lzma": ("xz",),
-    "X11": ("xorg.libX11", "libX11"),
-    "xcb": ("xorg.libxcb", "libxcb"),
-    "GL": ("libGL", "libglvnd"),
-    "EGL": ("libGL", "libglvnd"),
-    "GLX": ("libGL", "libglvnd"),
-    "OpenGL": ("libGL", "libglvnd"),
-    "glib-2.0": ("glib",),
-    "gobject-2.0": ("glib",),
-    "gio-2.0": ("glib",),
-    "gmodule-2.0": ("glib",),
-    "dbus-1": ("dbus",),
-    "asound": ("alsa-lib",),
-    "uuid": ("libuuid", "util-linux"),
-    "blkid": ("util-linux",),
-    "mount": ("util-linux",),
-    "ffi": ("libffi",),
-    "expat": ("expat",),
-    "curl": ("curl",),
-    "gnutls": ("gnutls",),
-    "systemd": ("systemd",),
-    "udev": ("systemd", "udev"),
+CLAIM_REASONS = {
+    ownership.NAMED: "owns it: named after it",
+    ownership.PKG_CONFIG: "owns it: has its pkg-config file",
+    ownership.DEV_OUTPUT: "owns it: its dev output has its pkg-config file",
+    ownership.LINKED: "owns it: a link to a library it owns",
+    ownership.BEST_PROVIDER: "owns it: the top-level package shipping it that is no bundle",
 }
 
-FHS_MARKERS = ("fhs", "steam-run", "steam", "appimage-run", "buildFHSEnv")
-VENDOR_PREFIXES = (
-    "python3Packages.", "python311Packages.", "python312Packages.", "python313Packages.",
-    "perlPackages.", "rubyPackages.", "nodePackages.", "haskellPackages.",
-    "vscode-extensions.", "luaPackages.", "ocamlPackages.",
-)
-_STEM = re.compile(r"^(?:lib)?(?P<stem>.+?)(?:[-_.]?\d[\d.]*)?\.so(?:\.[\d.]+)?$")
 
+def canonical_attr(attrs: Iterable[str]) -> str:
+    """The name to show for a store path listed under several attributes."""
+    def key(attr: str) -> tuple[int, int, str]:
+        scope = attr.rsplit(".", 1)[0] if "." in attr else ""
+        rank = 0 if not scope else 2 if scope.endswith("Packages") else 1
+        return rank, len(attr), attr
 
-def soname_stem(soname: str) -> str:
-    """`libssl.so.3` -> `ssl`, `libgtk-3.so.0` -> `gtk`, `libQt5Core.so.5` -> `Qt5Core`."""
-    match = _STEM.match(soname)
-    stem = match.group("stem") if match else soname
-    return stem.rstrip("-_.") or soname
-
-
-def _attr_words(attr: str) -> str:
-    """The last component of an attribute, lower-cased, without separators."""
-    return re.sub(r"[-_.]", "", attr.rsplit(".", 1)[-1].lower())
-
-
-def name_matches(soname: str, attr: str) -> bool:
-    """Rule 4: is `attr` named after the library `soname`?"""
-    stem = soname_stem(soname)
-    known = KNOWN_PROVIDERS.get(stem)
-    if known and (attr in known or attr.rsplit(".", 1)[-1] in known):
-        return True
-    key = re.sub(r"[-_.+]", "", stem.lower())
-    if len(key) < 2:
-        return False
-    word = _attr_words(attr)
-    return word.startswith(key) or key.startswith(word) or word == f"lib{key}"
-
-
-def bundle_reason(attr: str, name: str, library_count: int, soname: str) -> str | None:
-    """Rule 2: why this store path counts as a bundle of copies, if it does."""
-    lowered = f"{attr} {name}".lower()
-    if any(marker.lower() in lowered for marker in FHS_MARKERS):
-        return "FHS environment holding copies of many libraries"
-    if attr.startswith(VENDOR_PREFIXES):
-        return "vendored copy inside a language package"
-    if attr.endswith("-unwrapped") and not name_matches(soname, attr):
-        return "unwrapped build of an application (bundled copy)"
-    if library_count >= MANY_LIBRARIES and not name_matches(soname, attr):
-        return f"application bundling {library_count} libraries"
-    return None
+    return min(attrs, key=key)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One store path that has `soname` under its `lib/`."""
+    """One store path that has `soname` under its `lib/` (its aliases merged)."""
 
     soname: str
     attr: str
@@ -150,6 +80,11 @@ class Candidate:
     score: int
     reasons: tuple[str, ...]
     dropped: bool = False
+    tier: int = LIBRARY
+    role: str = ownership.LIBRARY
+    owner: bool = False
+    aliases: tuple[str, ...] = ()
+    lost: str | None = None  # why it was not chosen (None for the choice)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -159,6 +94,10 @@ class Candidate:
             "toplevel": self.toplevel,
             "score": self.score,
             "reasons": list(self.reasons),
+            "owner": self.owner,
+            "role": self.role if self.toplevel else "non-toplevel",
+            "aliases": list(self.aliases),
+            "lost": self.lost,
         }
 
 
@@ -234,46 +173,69 @@ def local_candidate_check(required: Mapping[str, Sequence[str]],
     return check
 
 
-def _base_candidate(provider: Provider, library_counts: Mapping[str, int],
-                    check: VersionCheck | None) -> Candidate:
-    sp = provider.store_path
-    origin = sp.origin
-    attr = origin.attr if origin else sp.name
-    output = origin.output if origin else "out"
-    toplevel = origin.toplevel if origin else False
-    system = origin.system if origin else None
-    reasons: list[str] = []
-    score = 0
-    dropped = False
+def _tier(toplevel: bool, claim: str, role: str) -> int:
+    if claim:
+        return OWNER
     if not toplevel:
-        score += NOT_TOPLEVEL
-        reasons.append("not a top-level package")
-    bundle = bundle_reason(attr, sp.name, library_counts.get(sp.path, 0), provider.soname)
-    if bundle:
-        score += BUNDLE
-        reasons.append(bundle)
-    if name_matches(provider.soname, attr):
-        score += NAME_MATCH
-        reasons.append(f"named after {provider.soname}")
+        return NOT_TOPLEVEL
+    return {ownership.FHS: FHS, ownership.BUNDLE: BUNDLE,
+            ownership.APPLICATION: BUNDLE}.get(role, LIBRARY)
+
+
+def _role_reason(tier: int, role: str, standing: ownership.Standing | None) -> str | None:
+    if tier == NOT_TOPLEVEL:
+        return "not a top-level package"
+    if tier == FHS:
+        return "FHS environment holding copies of libraries"
+    if tier == BUNDLE and standing is not None:
+        what = "application bundling copies" if role == ownership.APPLICATION else "bundle"
+        return (f"{what}: {standing.others} of its {standing.libraries} library files "
+                f"belong to other packages")
+    if tier == LIBRARY:
+        return "ships it, but does not own it"
+    return None
+
+
+def _candidate(soname: str, provs: Sequence[Provider], check: VersionCheck | None) -> Candidate:
+    """One candidate from the index entries of one store path (its aliases)."""
+    first = provs[0]
+    sp = first.store_path
+    attrs = sorted({p.store_path.origin.attr if p.store_path.origin else sp.name for p in provs})
+    attr = canonical_attr(attrs)
+    origin = next((p.store_path.origin for p in provs if p.store_path.origin), None)
+    output = origin.output if origin else "out"
+    toplevel = any(p.store_path.origin.toplevel for p in provs if p.store_path.origin)
+    claim = next((p.claim for p in provs if p.claim), "")
+    standing = first.standing
+    role = standing.role if standing else ownership.LIBRARY
+    tier = _tier(toplevel, claim, role)
+    reasons = [CLAIM_REASONS.get(claim, "owns it")] if claim else []
+    described = _role_reason(tier, role, standing)
+    if described:
+        reasons.append(described)
+    aliases = tuple(a for a in attrs if a != attr)
+    if aliases:
+        reasons.append(f"also listed as {', '.join(aliases)}")
+    score = tier * TIER_SCORE + (STRONG_CLAIM if claim in ownership.STRONG else
+                                 WEAK_CLAIM if claim else 0)
     if output in ("lib", "out"):
         score += GOOD_OUTPUT
         reasons.append(f"output {output}")
-    if check is not None:
-        failure = check(provider.soname, f"{sp.path}/{provider.file}")
-        if failure:
-            dropped = True
-            reasons.append(failure)
-    return Candidate(provider.soname, attr, output, sp.path, toplevel, system,
-                     provider.file, score, tuple(reasons), dropped)
+    failure = check(soname, f"{sp.path}/{first.file}") if check is not None else None
+    if failure:
+        reasons.append(failure)
+    return Candidate(soname, attr, output, sp.path, toplevel, origin.system if origin else None,
+                     first.file, score, tuple(reasons), bool(failure), tier,
+                     role, bool(claim), aliases)
 
 
 def _eligible(cands: list[Candidate]) -> list[Candidate]:
-    """Rule 1 and 2 as filters for the cover: the best tier present wins."""
+    """Rule 2: only the best tier present takes part in the cover."""
     alive = [c for c in cands if not c.dropped]
     if not alive:
         return []
-    best_tier = max(c.score // -BUNDLE for c in alive)  # tiers are -10, -1, 0
-    return [c for c in alive if c.score // -BUNDLE == best_tier]
+    best = max(c.tier for c in alive)
+    return [c for c in alive if c.tier == best]
 
 
 def _greedy_cover(eligible: dict[str, list[Candidate]]) -> set[str]:
@@ -281,7 +243,7 @@ def _greedy_cover(eligible: dict[str, list[Candidate]]) -> set[str]:
 
     Greedy set cover (optimal cover is NP-hard; greedy is what users expect:
     take the package that fixes the most, then the next). Ties go to the
-    better-scored candidate, then to the attribute name, for determinism.
+    better-scored candidate, then to the canonical name and store path.
     Gains are updated incrementally: only paths sharing a newly covered
     soname change, which keeps a 40-soname binary's cover in a millisecond.
     """
@@ -312,45 +274,54 @@ def _greedy_cover(eligible: dict[str, list[Candidate]]) -> set[str]:
     return chosen
 
 
+def _candidates(soname: str, provs: Sequence[Provider],
+                check: VersionCheck | None) -> list[Candidate]:
+    """Rule 1: one candidate per store path (lib/ and lib64/, and aliases, merged)."""
+    by_path: dict[str, list[Provider]] = {}
+    for prov in provs:
+        by_path.setdefault(prov.store_path.path, []).append(prov)
+    return [_candidate(soname, group, check) for _, group in sorted(by_path.items())]
+
+
 def rank_candidates(
     providers: Mapping[str, Sequence[Provider]],
     *,
-    library_counts: Mapping[str, int] | None = None,
     version_check: VersionCheck | None = None,
 ) -> Ranking:
     """Rank the providers of each missing soname and propose one package set."""
-    counts = library_counts or {}
-    ranked: dict[str, list[Candidate]] = {}
-    for soname, provs in providers.items():
-        seen: set[str] = set()
-        cands: list[Candidate] = []
-        for prov in provs:
-            if prov.store_path.path in seen:  # lib/ and lib64/ of one store path
-                continue
-            seen.add(prov.store_path.path)
-            cands.append(_base_candidate(prov, counts, version_check))
-        ranked[soname] = cands
-
+    ranked = {soname: _candidates(soname, provs, version_check)
+              for soname, provs in providers.items()}
     cover = _greedy_cover({s: _eligible(c) for s, c in ranked.items()})
     choices: dict[str, Choice] = {}
     for soname, cands in ranked.items():
-        final = [
-            _with_cover_bonus(c) if c.store_path in cover and not c.dropped else c
-            for c in cands
-        ]
+        final = [_in_cover(c) if c.store_path in cover and not c.dropped else c for c in cands]
         final.sort(key=lambda c: (c.dropped, -c.score, c.attr, c.store_path))
         chosen = next((c for c in final if c.store_path in cover and not c.dropped), None)
-        choices[soname] = Choice(soname, final, chosen)
+        choices[soname] = Choice(soname, [_with_loss(c, chosen) for c in final], chosen)
     return Ranking(choices, plan_from_choices(choices.values()))
 
 
-def _with_cover_bonus(cand: Candidate) -> Candidate:
-    return Candidate(
-        cand.soname, cand.attr, cand.output, cand.store_path, cand.toplevel, cand.system,
-        cand.file, cand.score + IN_COVER,
-        (*cand.reasons, "in the smallest package set covering all missing libraries"),
-        cand.dropped,
-    )
+def _in_cover(cand: Candidate) -> Candidate:
+    why = ("in the smallest set of owners covering all missing libraries" if cand.owner
+           else "used only because nothing owns it")
+    return replace(cand, score=cand.score + IN_COVER, reasons=(*cand.reasons, why))
+
+
+def _with_loss(cand: Candidate, chosen: Candidate | None) -> Candidate:
+    """Say why a runner-up lost to the choice."""
+    if chosen is not None and cand.store_path == chosen.store_path:
+        return cand
+    return replace(cand, lost=_loss(cand, chosen))
+
+
+def _loss(cand: Candidate, chosen: Candidate | None) -> str:
+    if cand.dropped:
+        return cand.reasons[-1]
+    if chosen is None:
+        return "not in the package set"
+    if chosen.tier > cand.tier:
+        return f"{chosen.attr} owns it" if chosen.owner else f"{chosen.attr} ranks higher"
+    return f"{chosen.attr} covers the missing libraries with fewer packages or ranks first"
 
 
 def plan_from_choices(choices: Iterable[Choice]) -> list[PlanItem]:
