@@ -59,9 +59,12 @@ let
 in {
   # Only what the tests need of nixpkgs: the 32-bit package set, without `greet`.
   pkgsi686Linux = {
-    glibc = build "glibc-i686" [ "out" ]
-      ("/bin/mkdir -p $out/lib && /bin/cp ${./ld-linux.so.2} $out/lib/ld-linux.so.2"
-       + " && /bin/cp ${./libc.so.6} $out/lib/libc.so.6");
+    glibc = build "glibc-i686" [ "out" ] ("/bin/mkdir -p $out/lib"
+      + builtins.concatStringsSep "" (map (f: " && /bin/cp ${./${f}} $out/lib/${f}")
+        [ "ld-linux.so.2" "libc.so.6" "libm.so.6" "libpthread.so.0" ]));
+    # Debian's zlib1g:i386, as nixpkgs' pkgsi686Linux.zlib would hold it.
+    zlib = build "zlib-i686" [ "out" ]
+      "/bin/mkdir -p $out/lib && /bin/cp ${./libz.so.1} $out/lib/libz.so.1";
     acme-sdk = build "acme-sdk-i686" [ "out" "lib" ]
       "/bin/mkdir -p $out/bin $lib/lib && /bin/cp ${./libgreet.so.1} $lib/lib/libgreet.so.1";
     notlib = build "notlib-i686" [ "out" ]
@@ -77,12 +80,36 @@ def gcc32(*args: str) -> None:
     assert proc.returncode == 0, f"gcc -m32 (gcc-12-multilib, libc6-dev-i386): {proc.stderr}"
 
 
-def owner(attr: str, n: int, output: str = "out") -> tuple[StorePath, list[FileEntry]]:
-    """A 64-bit store path of the database owning lib/libgreet.so.1 (never substitutable)."""
+def owner(attr: str, n: int, output: str = "out", *,
+          soname: str = "libgreet.so.1") -> tuple[StorePath, list[FileEntry]]:
+    """A 64-bit store path of the database owning lib/`soname` (never substitutable)."""
     sp = StorePath("/nix/store", str(n) * 32, f"{attr}-1.0",
                    Origin(attr, output, True, "x86_64-linux"))
     return sp, [FileEntry(b"", "d"), FileEntry(b"/lib", "d"),
-                FileEntry(b"/lib/libgreet.so.1", "r", 16_000)]
+                FileEntry(f"/lib/{soname}".encode(), "r", 16_000)]
+
+
+DEBIAN_I386 = ("pigz", "zlib1g")  # a real 32-bit program and the library it lacks
+
+
+def debian_i386(dest: Path) -> Path:
+    """pigz:i386 and zlib1g:i386 unpacked into `dest` (the .debs kept between
+    runs beside the test world's; `dpkg --add-architecture i386` in .ci/run)."""
+    from nixld.world import world_home
+
+    need_tool("apt-get")
+    cache = world_home() / "debs-i386"
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in DEBIAN_I386 if not list(cache.glob(f"{p}_*_i386.deb"))]
+    if missing:
+        got = subprocess.run(["apt-get", "download", *(f"{p}:i386" for p in missing)],
+                             cwd=cache, capture_output=True, text=True, check=False)
+        need(got.returncode == 0, "apt-get download PKG:i386 needs `dpkg --add-architecture "
+             f"i386 && apt-get update`: {got.stderr.strip()[-300:]}")
+    for package in DEBIAN_I386:
+        [deb] = sorted(cache.glob(f"{package}_*_i386.deb"))[-1:]
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+    return dest
 
 
 @pytest.fixture
@@ -107,17 +134,22 @@ def world32(tmp_path: Path, xdg: Path) -> dict[str, object]:
     # Linked against a copy that is then removed: only an entry can find it.
     gcc32("-o", str(app / "tool32"), str(build / "tool.c"), str(nixpkgs / "libgreet.so.1"))
     gcc32("-o", str(app / "hello32"), str(build / "hello.c"))
-    for name in ("ld-linux.so.2", "libc.so.6"):
+    for name in ("ld-linux.so.2", "libc.so.6", "libm.so.6", "libpthread.so.0"):
         shutil.copy2(LIB32 / name, nixpkgs / name)
+    debian = debian_i386(tmp_path / "debian")
+    shutil.copy2(os.path.realpath(debian / "lib/i386-linux-gnu/libz.so.1"), nixpkgs / "libz.so.1")
+    shutil.copy2(debian / "usr/bin/pigz", app / "pigz")
     (nixpkgs / "default.nix").write_text(NIXPKGS)
     db = tmp_path / "db"
     db.mkdir()
-    write_database(db / "files", [owner("greet", 1), owner("acme-sdk", 2, "lib")])
+    write_database(db / "files", [owner("greet", 1), owner("acme-sdk", 2, "lib"),
+                                  owner("zlib", 3, soname="libz.so.1")])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NIX_LD", "LD_"))}
     env.update(NIX_PATH=f"nixpkgs={nixpkgs}", NIX_INDEX_DATABASE=str(db),
                # The tiny builders use /bin/sh and coreutils: no sandbox for them.
                NIX_CONFIG="substituters =\nrequire-sigs = false\nsandbox = false")
-    return {"tool": app / "tool32", "hello": app / "hello32", "env": env, "nixpkgs": nixpkgs}
+    return {"tool": app / "tool32", "hello": app / "hello32", "pigz": app / "pigz", "env": env,
+            "nixpkgs": nixpkgs}
 
 
 def explain(path: Path, env: dict[str, str]) -> dict:  # type: ignore[type-arg]
@@ -176,8 +208,68 @@ def test_a_32_bit_binary_is_explained_resolved_by_building_and_runs(
     # (the shim's start is the one where it names the program).
     assert ran.stdout.splitlines() == ["hello from libgreet", f"exe={i686.loader_of(glibc)}",
                                        "argc=2", "child LD_LIBRARY_PATH=unset"]
+    # Through the i686 shim as /lib/ld-linux.so.2, with no environment at all.
+    shimmed = through_shim(tool, glibc, env, "x")
+    assert shimmed.returncode == 0, shimmed.stderr
+    lines = shimmed.stdout.splitlines()
+    assert lines[:3] == ["hello from libgreet", f"exe={tool}", "argc=2"], shimmed.stdout
+    assert lines[3] in ("child LD_LIBRARY_PATH=unset", "child LD_LIBRARY_PATH="), lines
     forgot = run_cli("forget", "--all", env=env)
     assert forgot.returncode == 0, forgot.stderr
+
+
+# As NixOS with the module has it (nix/nixos-module.nix): the i686 shim at
+# /lib/ld-linux.so.2, built with the 32-bit defaults, and the 32-bit glibc's
+# loader at the default's place. Here only inside a private mount namespace:
+# on Debian /lib/ld-linux.so.2 is the real loader.
+NAMESPACE = r"""
+set -eu
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p "$(dirname "$DEFAULT_LD")"
+ln -s "$GLIBC_LD" "$DEFAULT_LD"
+mount --bind "$SHIM" "$(realpath /lib/ld-linux.so.2)"
+exec env -i HOME="$HOME" PATH=/usr/bin:/bin "$@"
+"""
+
+
+def through_shim(program: Path, glibc: str, env: dict[str, str], *args: str,
+                 stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `program` (interpreter /lib/ld-linux.so.2) through the i686 shim."""
+    from tests.shim_fixtures.world import make_shim
+
+    need_tool("make")
+    need_tool("unshare")
+    shim = make_shim(Path(env["HOME"]).parent / "shim32" / "nixld-shim", arch="i686",
+                     default_ld=paths.NIX_LD_I686_DEFAULT,
+                     default_library_path=Path(paths.NIX_LD_LIBRARY_PATH_I686_DEFAULT))
+    run_env = {"PATH": "/usr/bin:/bin", "HOME": env["HOME"], "SHIM": str(shim),
+               "GLIBC_LD": i686.loader_of(glibc), "DEFAULT_LD": str(paths.NIX_LD_I686_DEFAULT)}
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                           NAMESPACE, "sh", str(program), *args], env=run_env, input=stdin,
+                          capture_output=True, timeout=60, check=False)
+    return subprocess.CompletedProcess(proc.args, proc.returncode,
+                                       proc.stdout.decode(errors="replace"),
+                                       proc.stderr.decode(errors="replace"))
+
+
+def test_a_real_debian_i386_binary_resolved_and_started(world32: dict[str, object]) -> None:
+    """pigz from Debian's i386 archive, lacking libz.so.1: pkgsi686Linux.zlib."""
+    pigz, env = world32["pigz"], world32["env"]
+    assert isinstance(pigz, Path) and isinstance(env, dict)
+    [missing] = explain(pigz, env)["missing"]
+    assert missing["soname"] == "libz.so.1"
+    assert missing["i686"]["attr"] == "pkgsi686Linux.zlib"
+    result = run_cli("resolve", "--yes", "--json", str(pigz), env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    installed = {p["attr"]: p["store_path"] for p in json.loads(result.stdout)["installed"]}
+    assert set(installed) == {"pkgsi686Linux.glibc", "pkgsi686Linux.zlib"}
+    packed = subprocess.run(["gzip", "-c"], input=b"32-bit payload\n", capture_output=True,
+                            check=True).stdout
+    shimmed = through_shim(pigz, installed["pkgsi686Linux.glibc"], env, "-dc", stdin=packed)
+    assert (shimmed.returncode, shimmed.stdout) == (0, "32-bit payload\n"), shimmed.stderr
+    ran = run_cli("run", str(pigz), "--version", env=env)
+    assert ran.returncode == 0 and "pigz 2." in ran.stdout + ran.stderr, ran.stderr
+    assert run_cli("forget", "--all", env=env).returncode == 0
 
 
 def test_only_the_loader_missing_builds_just_the_32_bit_glibc(
