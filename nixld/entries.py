@@ -3,6 +3,8 @@ beside them: choices remembered by file content, and binaries never to ask about
 
 An entry is keyed by the FNV-1a hash of the executable's canonical path and
 records the file's identity, so the shim ignores it once the file is replaced.
+Beside it, a build-id entry (keyed by the program's GNU build-id, recording its
+size) lets a copy of the same file at another path start without a new resolve.
 Every write is write-then-rename with fsync: a reader (the shim, another
 shell) sees the old file or the new one, never half of one, Ctrl-C included.
 """
@@ -27,6 +29,8 @@ MAX_ENTRY_BYTES: Final = 65536
 MAX_DIRS: Final = 64
 MAX_DIR_BYTES: Final = 4095
 SUFFIX: Final = ".entry"
+BUILD_ID_SUFFIX: Final = ".build-id"
+MAX_BUILD_ID_HEX: Final = 128
 _FNV_OFFSET: Final = 0xCBF29CE484222325
 _FNV_PRIME: Final = 0x100000001B3
 _IDENTITY_KEYS: Final = frozenset((b"dev", b"ino", b"size", b"mtime"))
@@ -67,6 +71,8 @@ class Entry:
     sha256: str | None = None
     packages: tuple[PackageRef, ...] = ()
     sonames: tuple[tuple[str, str], ...] = ()  # (soname, the file it resolved to)
+    build_id: str | None = None  # set in a build-id entry (then identity is None)
+    size: int | None = None  # a build-id entry's file size
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,16 @@ def entry_file(canonical_path: str, directory: Path | None = None) -> Path:
     return (directory or paths.entries_dir()) / (key_for(canonical_path) + SUFFIX)
 
 
+def build_id_file(build_id: str, directory: Path | None = None) -> Path:
+    return (directory or paths.entries_dir()) / (build_id + BUILD_ID_SUFFIX)
+
+
+def valid_build_id(value: str) -> bool:
+    """2 to 128 lowercase hex digits, an even number (FORMAT.md)."""
+    return 2 <= len(value) <= MAX_BUILD_ID_HEX and len(value) % 2 == 0 and \
+        all(c in "0123456789abcdef" for c in value)
+
+
 # ---------------------------------------------------------------- the syntax
 
 
@@ -112,11 +128,7 @@ def format_entry(entry: Entry) -> bytes:
     lines = [MAGIC, b"path " + _check_value("the path", entry.path)]
     if not entry.path.startswith("/"):
         raise StateError(f"entry path is not absolute: {safe(entry.path)}")
-    if entry.identity is not None:
-        i = entry.identity
-        sec, nsec = divmod(i.mtime_ns, 1_000_000_000)
-        lines += [b"dev %d" % i.dev, b"ino %d" % i.ino, b"size %d" % i.size,
-                  b"mtime %d %d" % (sec, nsec)]
+    lines += _identity_lines(entry)
     if len(entry.dirs) > MAX_DIRS:
         raise StateError(f"too many library directories ({len(entry.dirs)} > {MAX_DIRS})")
     for d in entry.dirs:
@@ -140,6 +152,21 @@ def format_entry(entry: Entry) -> bytes:
     return data
 
 
+def _identity_lines(entry: Entry) -> list[bytes]:
+    """A path entry's dev/ino/size/mtime, or a build-id entry's build_id and size."""
+    if entry.build_id is not None:
+        if not valid_build_id(entry.build_id) or entry.size is None or entry.identity:
+            raise StateError(f"cannot record the build-id {safe(entry.build_id)!r} "
+                             f"for {safe(entry.path)}")
+        return [b"build_id " + entry.build_id.encode(), b"size %d" % entry.size]
+    if entry.identity is None:
+        return []
+    i = entry.identity
+    sec, nsec = divmod(i.mtime_ns, 1_000_000_000)
+    return [b"dev %d" % i.dev, b"ino %d" % i.ino, b"size %d" % i.size,
+            b"mtime %d %d" % (sec, nsec)]
+
+
 def _package_line(p: PackageRef) -> bytes:
     parts = [_check_value("the package", x) for x in (p.store_path, p.attr, p.output)]
     if any(b" " in x for x in parts):
@@ -154,6 +181,20 @@ def _decimal(raw: bytes) -> int | None:
     return n if n < 2**64 else None
 
 
+@dataclass
+class _Fields:
+    """What the lines of one entry said, while it is being read."""
+
+    seen: dict[bytes, bytes]
+    dirs: list[str]
+    packages: list[PackageRef]
+    sonames: list[tuple[str, str]]
+    sha256: str | None = None
+
+
+_ONCE_KEYS: Final = _IDENTITY_KEYS | {b"path", b"build_id"}
+
+
 def parse_entry(data: bytes) -> Entry | None:
     """Parse entry bytes; None unless every rule of FORMAT.md holds."""
     if len(data) > MAX_ENTRY_BYTES or not data.endswith(b"\n") or b"\r" in data:
@@ -161,41 +202,57 @@ def parse_entry(data: bytes) -> Entry | None:
     lines = data[:-1].split(b"\n")
     if len(lines) < 3 or lines[0] != MAGIC or lines[-1] != b"end":
         return None
-    seen: dict[bytes, bytes] = {}
-    dirs: list[str] = []
-    packages: list[PackageRef] = []
-    sonames: list[tuple[str, str]] = []
-    sha256: str | None = None
+    fields = _Fields({}, [], [], [])
     for line in lines[1:-1]:
         key, sep, value = line.partition(b" ")
-        if not sep or not key or not set(key) <= _KEY_CHARS:
+        if not sep or not key or not set(key) <= _KEY_CHARS or not _take(fields, key, value):
             return None
-        if key in _IDENTITY_KEYS or key == b"path":
-            if key in seen:
-                return None
-            seen[key] = value
-        elif key == b"dir":
-            if not value.startswith(b"/") or b":" in value or len(value) > MAX_DIR_BYTES:
-                return None
-            dirs.append(os.fsdecode(value))
-        elif key == b"sha256":
-            sha256 = value.decode("ascii", "replace")
-        elif key == b"package":
-            fields = value.split(b" ")
-            if len(fields) == 3:
-                store_path, attr, output = (os.fsdecode(f) for f in fields)
-                packages.append(PackageRef(store_path, attr, output))
-        elif key == b"soname":
-            name, _, file = value.partition(b" ")
-            sonames.append((os.fsdecode(name), os.fsdecode(file)))
-        # any other key belongs to a newer Python side: skipped, as the shim does
-    if b"path" not in seen or len(dirs) > MAX_DIRS:
+    if b"path" not in fields.seen or len(fields.dirs) > MAX_DIRS:
         return None
-    identity = _identity(seen)
-    if identity is False:
-        return None
-    return Entry(os.fsdecode(seen[b"path"]), identity, tuple(dirs), sha256,
-                 tuple(packages), tuple(sonames))
+    return _entry_of(fields)
+
+
+def _take(fields: _Fields, key: bytes, value: bytes) -> bool:
+    """Record one line; False if it breaks a rule."""
+    if key in _ONCE_KEYS:
+        if key in fields.seen:
+            return False
+        fields.seen[key] = value
+    elif key == b"dir":
+        if not value.startswith(b"/") or b":" in value or len(value) > MAX_DIR_BYTES:
+            return False
+        fields.dirs.append(os.fsdecode(value))
+    elif key == b"sha256":
+        fields.sha256 = value.decode("ascii", "replace")
+    elif key == b"package":
+        parts = value.split(b" ")
+        if len(parts) == 3:
+            store_path, attr, output = (os.fsdecode(f) for f in parts)
+            fields.packages.append(PackageRef(store_path, attr, output))
+    elif key == b"soname":
+        name, _, file = value.partition(b" ")
+        fields.sonames.append((os.fsdecode(name), os.fsdecode(file)))
+    # any other key belongs to a newer Python side: skipped, as the shim does
+    return True
+
+
+def _entry_of(fields: _Fields) -> Entry | None:
+    seen = fields.seen
+    build_id, size = None, None
+    if b"build_id" in seen:
+        build_id = seen[b"build_id"].decode("ascii", "replace")
+        size = _decimal(seen.get(b"size", b""))
+        if not valid_build_id(build_id) or size is None or \
+                _IDENTITY_KEYS & seen.keys() != {b"size"}:
+            return None
+        identity = None
+    else:
+        found = _identity(seen)
+        if found is False:
+            return None
+        identity = found
+    return Entry(os.fsdecode(seen[b"path"]), identity, tuple(fields.dirs), fields.sha256,
+                 tuple(fields.packages), tuple(fields.sonames), build_id, size)
 
 
 def _identity(seen: dict[bytes, bytes]) -> Identity | Literal[False] | None:
@@ -303,14 +360,24 @@ def read_entry(path: str | os.PathLike[str]) -> Entry | None:
 
 
 def status(entry: Entry) -> Status:
-    """Whether the entry still applies to the file at its path."""
+    """Whether the entry still applies to the file at its path (for a build-id
+    entry: whether the file it was resolved from still has that build-id and size)."""
     try:
         now = Identity.of_file(entry.path)
     except OSError:
         return "gone"
     if entry.identity is not None and entry.identity != now:
         return "changed"
+    if entry.build_id is not None and (entry.size != now.size or
+                                       _build_id_of(entry.path) != entry.build_id):
+        return "changed"
     return "valid"
+
+
+def _build_id_of(path: str) -> str | None:
+    from nixld.elf import read_build_id  # pyelftools: only when a build-id is needed
+
+    return read_build_id(path)
 
 
 def _entry_dirs() -> list[Path]:
@@ -323,19 +390,56 @@ def _entry_dirs() -> list[Path]:
 
 
 def entries_for(binary: str | os.PathLike[str]) -> list[tuple[Entry, bool]]:
-    """The matching per-user entry, then the system-wide one: (entry, still valid)."""
+    """What the shim applies, per-user directory first: in each, the path entry
+    if it is valid, else the build-id entry that matches the file, else the
+    stale path entry (reported, not applied): (entry, applies)."""
     target = canonical(binary)
-    if "\n" in target:
-        return []
     found = []
     for directory in _entry_dirs():
-        entry = read_entry(entry_file(target, directory))
-        if entry is None or entry.path != target:  # absent, corrupt, or a hash collision
+        entry = None if "\n" in target else _path_entry_in(directory, target)
+        if entry is not None and status(entry) == "valid":
+            found.append((entry, True))
             continue
-        if directory != paths.SYSTEM_ENTRIES_DIR and entry.identity is None:
-            continue  # the shim ignores per-user entries without identity
-        found.append((entry, status(entry) == "valid"))
+        copy_entry = _build_id_entry_in(directory, target)
+        if copy_entry is not None:
+            found.append((copy_entry, True))
+        elif entry is not None:
+            found.append((entry, False))
     return found
+
+
+def _path_entry_in(directory: Path, target: str) -> Entry | None:
+    entry = read_entry(entry_file(target, directory))
+    if entry is None or entry.path != target or entry.build_id is not None:
+        return None  # absent, corrupt, a hash collision, or another kind
+    if directory != paths.SYSTEM_ENTRIES_DIR and entry.identity is None:
+        return None  # the shim ignores per-user entries without identity
+    return entry
+
+
+def _build_id_entry_in(directory: Path, target: str) -> Entry | None:
+    """The build-id entry in `directory` that applies to the file `target`."""
+    if not _has_build_id_entries(directory):
+        return None  # spares reading the ELF file (and importing pyelftools)
+    build_id = _build_id_of(target)
+    if build_id is None:
+        return None
+    entry = read_entry(build_id_file(build_id, directory))
+    if entry is None or entry.build_id != build_id:
+        return None
+    try:
+        size = os.stat(target).st_size
+    except OSError:
+        return None
+    return entry if entry.size == size else None
+
+
+def _has_build_id_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as it:
+            return any(e.name.endswith(BUILD_ID_SUFFIX) for e in it)
+    except OSError:
+        return False
 
 
 def entry_for(binary: str | os.PathLike[str]) -> tuple[Entry, bool] | None:
@@ -347,17 +451,23 @@ def entry_for(binary: str | os.PathLike[str]) -> tuple[Entry, bool] | None:
     return found[0] if found else None
 
 
-def _scan(directory: Path) -> Iterator[tuple[Path, Entry]]:
+def _scan(directory: Path, suffix: str = SUFFIX) -> Iterator[tuple[Path, Entry]]:
     try:
         names = sorted(os.listdir(directory))
     except OSError:
         return
     for name in names:
-        if name.endswith(SUFFIX) and not name.startswith("."):
+        if name.endswith(suffix) and not name.startswith("."):
             file = directory / name
             entry = read_entry(file)
-            if entry is not None and file.name == key_for(entry.path) + SUFFIX:
+            if entry is not None and file.name == _file_name(entry):
                 yield file, entry
+
+
+def _file_name(entry: Entry) -> str:
+    if entry.build_id is not None:
+        return entry.build_id + BUILD_ID_SUFFIX
+    return key_for(entry.path) + SUFFIX
 
 
 def all_entries() -> list[tuple[Path, Entry]]:
@@ -369,14 +479,41 @@ def system_entries() -> list[tuple[Path, Entry]]:
     return list(_scan(paths.SYSTEM_ENTRIES_DIR))
 
 
+def build_id_entries() -> list[tuple[Path, Entry]]:
+    """Every readable per-user build-id entry."""
+    return list(_scan(paths.entries_dir(), BUILD_ID_SUFFIX))
+
+
+def system_build_id_entries() -> list[tuple[Path, Entry]]:
+    return list(_scan(paths.SYSTEM_ENTRIES_DIR, BUILD_ID_SUFFIX))
+
+
+def write_build_id_entry(entry: Entry, build_id: str,
+                         directory: Path | None = None) -> Path:
+    """Beside the path entry `entry`: the build-id entry with its dirs, for any
+    copy of that file (same build-id, same size). The latest resolve wins."""
+    size = entry.identity.size if entry.identity else os.stat(entry.path).st_size
+    copy_entry = Entry(entry.path, None, entry.dirs, entry.sha256, entry.packages,
+                       entry.sonames, build_id, size)
+    target = build_id_file(build_id, directory)
+    write_atomic(target, format_entry(copy_entry))
+    return target
+
+
 def remove_entry(path: str | os.PathLike[str]) -> bool:
-    """Remove the per-user entry for `path` (as given or canonical); True if one went."""
+    """Remove the per-user entries for `path` (as given or canonical): its path
+    entry and the build-id entry recording it; True if one went."""
     wanted = {os.path.abspath(path), canonical(path)}
     removed = False
-    for file, entry in all_entries():
+    for file, entry in all_entries() + build_id_entries():  # and the build-id entry it wrote
         if entry.path in wanted:
             removed = _unlink(file) or removed
     return removed
+
+
+def remove_file(file: Path) -> bool:
+    """Remove one entry file (a stale build-id entry); True if it went."""
+    return _unlink(file)
 
 
 # ---------------------------------------------------------------- content memory

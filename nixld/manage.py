@@ -1,7 +1,7 @@
 """Managing what was installed: forget entries, collect unused profile elements.
 
-A profile element is in use while some per-user entry names its store path
-(as a package, or through one of its `dir`s). Entries go first, then the
+A profile element is in use while some per-user entry (path or build-id entry)
+names its store path (as a package, or through one of its `dir`s). Entries go first, then the
 elements they alone used: interrupted in between, the profile holds a little
 too much (the next `gc` frees it), never too little.
 """
@@ -63,10 +63,15 @@ def _release(files: Sequence[tuple[Path, Entry]], *, drop_choices: bool) -> Rele
         if drop_choices and entry.sha256:
             entries.forget_choice(entry.sha256)
     freed = set().union(*(store_paths_of(e) for _, e in files)) if files else set()
-    freed -= in_use(e for f, e in entries.all_entries() if f not in gone)
+    freed -= in_use(e for f, e in _every_entry() if f not in gone)
     freed &= profile.installed()
     profile.remove(sorted(freed))
     return Released([e for _, e in files], sorted(freed))
+
+
+def _every_entry() -> list[tuple[Path, Entry]]:
+    """Path entries and build-id entries: both keep their packages in use."""
+    return entries.all_entries() + entries.build_id_entries()
 
 
 def forget(path_list: Sequence[str]) -> Released:
@@ -97,11 +102,15 @@ def collect() -> Released:
     """Drop entries whose binary is gone or changed, then every unused profile element."""
     with lock.state_lock():
         _remove_leftover_temp_files()
-        current = entries.all_entries()
+        current = _every_entry()
         stale = [(f, e) for f, e in current if entries.status(e) != "valid"]
-        for _, entry in stale:
-            entries.remove_entry(entry.path)
-        kept = [e for f, e in current if (f, e) not in stale]
+        for file, entry in stale:
+            if entry.build_id is None:
+                entries.remove_entry(entry.path)
+            else:  # the file it was resolved from lost that build-id: only this one goes
+                entries.remove_file(file)
+        gone = {f for f, _ in stale}
+        kept = [e for f, e in _every_entry() if f not in gone]
         unused = sorted(profile.installed() - in_use(kept))
         profile.remove(unused)
         return Released([e for _, e in stale], unused)

@@ -32,6 +32,7 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.analysis import Analysis
+    from nixld.entries import Entry
     from nixld.loader import ElfCache
     from nixld.rank import Candidate, PlanItem, Ranking
 
@@ -526,8 +527,18 @@ def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
             sonames=sonames,
         )
         written.append(entries.write_entry(entry))
+        written += _write_build_id_entry(entry)
         entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
     return written
+
+
+def _write_build_id_entry(entry: Entry) -> list[Path]:
+    """Beside the path entry, the build-id entry: a copy elsewhere starts too."""
+    from nixld import entries
+    from nixld.elf import read_build_id
+
+    build_id = read_build_id(entry.path)
+    return [entries.write_build_id_entry(entry, build_id)] if build_id else []
 
 
 # ---------------------------------------------------------------- entry points

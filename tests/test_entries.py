@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nixld import entries, paths
+from nixld.elf import note_build_id, read_build_id
 from nixld.entries import Entry, Identity, PackageRef
 from nixld.errors import StateError
 from tests.conftest import REPO
@@ -28,7 +29,7 @@ ZLIB = "/nix/store/0c0jkbs3b0sh0a5x8yb2kzmfmxrm0n1p-zlib-1.3.1"
 
 def format_example() -> bytes:
     """The example entry of FORMAT.md, unindented."""
-    block = FORMAT_MD.split("Example of a per-user entry:", 1)[1]
+    block = FORMAT_MD.split("Example of a per-user path entry:", 1)[1]
     lines = []
     for line in block.splitlines()[1:]:
         if line.startswith("    "):
@@ -73,6 +74,52 @@ def test_format_is_what_format_md_shows() -> None:
     assert entry is not None
     # our own writer orders keys as the example does
     assert entries.format_entry(entry) == format_example()
+
+
+def format_build_id_example() -> bytes:
+    block = FORMAT_MD.split("Example of a build-id entry", 1)[1]
+    lines = []
+    for line in block.splitlines()[1:]:
+        if line.startswith("    "):
+            lines.append(line[4:])
+        elif lines:
+            break
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_format_md_build_id_example() -> None:
+    data = format_build_id_example()
+    entry = entries.parse_entry(data)
+    assert entry == Entry("/home/alice/bin/tool", None, (f"{ZLIB}/lib",),
+                          build_id="27357f878ced56239e928e765c5b65594f7b22ec", size=845120)
+    assert entries.format_entry(entry) == data
+    assert entries.build_id_file(entry.build_id or "", Path("/d")).name == \
+        "27357f878ced56239e928e765c5b65594f7b22ec.build-id"
+    # The file-name example, through the note reader the shim mirrors.
+    m = re.search(r"^    desc ((?:[0-9a-f]{2} ?)+)\n    -> ([0-9a-f]+)\.build-id$", FORMAT_MD,
+                  re.M)
+    assert m
+    desc = bytes.fromhex(m.group(1))
+    note = (4).to_bytes(4, "little") + len(desc).to_bytes(4, "little") + \
+        (3).to_bytes(4, "little") + b"GNU\0" + desc
+    assert note_build_id(note, 4) == m.group(2) == entry.build_id
+    # Aligned to 8: the descriptor starts at the aligned end of header and name.
+    assert note_build_id(note + b"\0" * 4, 8) == m.group(2)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.replace(b"size 845120\n", b""),
+    lambda d: d.replace(b"size 845120\n", b"size 845120\ndev 1\nino 2\nmtime 3 4\n"),
+    lambda d: d.replace(b"build_id 2735", b"build_id 735"),
+    lambda d: d.replace(b"build_id 2735", b"build_id 27AB"),
+    lambda d: d.replace(b"build_id 2735", b"build_id " + b"ab" * 64 + b"2735"),
+    lambda d: d.replace(b"size 845120\n", b"size 845120\nbuild_id ab\n"),
+])
+def test_build_id_entries_breaking_a_rule_are_ignored(change: object) -> None:
+    assert callable(change)
+    data = change(format_build_id_example())
+    assert data != format_build_id_example()
+    assert entries.parse_entry(data) is None
 
 
 def test_paths_mirror_format_md() -> None:
@@ -220,6 +267,33 @@ def test_remove_entry(xdg: Path) -> None:
     assert entries.remove_entry(a) is True
     assert entries.remove_entry(a) is False
     assert [e.path for _, e in entries.all_entries()] == [str(b)]
+
+
+def test_a_copy_elsewhere_is_found_by_its_build_id(xdg: Path) -> None:
+    """Real ELF files: copies of /usr/bin/true (it has a build-id)."""
+    original = xdg / "bin" / "true"
+    original.parent.mkdir()
+    shutil.copy2("/usr/bin/true", original)
+    build_id = read_build_id(original)
+    assert build_id
+    entry = entry_for_file(original)
+    entries.write_entry(entry)
+    target = entries.write_build_id_entry(entry, build_id)
+    assert target == paths.entries_dir() / f"{build_id}.build-id"
+    copy = xdg / "v2" / "true"
+    copy.parent.mkdir()
+    shutil.copy2(original, copy)
+    [(found, applies)] = entries.entries_for(copy)
+    assert applies and found.build_id == build_id and found.dirs == entry.dirs
+    assert found.path == str(original) and found.size == original.stat().st_size
+    assert entries.entries_for(original) == [(entry, True)]  # its path entry first
+    assert [e.path for _, e in entries.build_id_entries()] == [str(original)]
+    with copy.open("ab") as f:
+        f.write(b"\0")  # same build-id, another size
+    assert entries.entries_for(copy) == []
+    assert entries.status(found) == "valid"
+    assert entries.remove_entry(original)  # the path entry and the build-id entry it wrote
+    assert entries.all_entries() == [] and entries.build_id_entries() == []
 
 
 def test_a_read_only_state_dir_is_one_clear_error(xdg: Path,

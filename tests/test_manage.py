@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from nixld import cli, entries, lock, nix, paths, profile
+from nixld.elf import read_build_id
 from nixld.entries import Entry, Identity, PackageRef
 from tests.conftest import REPO, need_tool, run_cli
 from tests.nixcache import NixCache
@@ -144,6 +146,37 @@ def test_gc_drops_gone_and_changed_entries_and_unused_packages(world: dict[str, 
     # the content memory stays: a moved copy of `a` would be resolved with no question
     assert entries.recall_choice(entries.sha256_of(world["b"])) is not None
     assert "nothing to collect" in run_cli("gc").stderr
+
+
+def test_build_id_entries_in_list_forget_and_gc(xdg: Path, nix_cache: NixCache) -> None:
+    """Real ELF files (copies of /usr/bin/true, which has a build-id)."""
+    zlib, ssl = nix_cache.publish("zlib"), nix_cache.publish("ssl")
+    tool, other = xdg / "bin" / "tool", xdg / "bin" / "other"
+    tool.parent.mkdir()
+    shutil.copy2("/usr/bin/true", tool)
+    build_id = read_build_id(tool)
+    assert build_id
+    entries.write_build_id_entry(resolved(str(tool), [zlib]), build_id)
+    rows = json.loads(run_cli("list", "--json").stdout)
+    assert [(r["path"], r["build_id"]) for r in rows] == [(str(tool), None), (str(tool), build_id)]
+    assert rows[1]["size"] == tool.stat().st_size and rows[1]["status"] == "valid"
+    assert f"(build-id {build_id}: also any copy of" in run_cli("list").stdout
+    # gc keeps a build-id entry while its file has that build-id and size ...
+    assert "nothing to collect" in run_cli("gc").stderr
+    # ... and the packages only it names stay rooted.
+    (paths.entries_dir() / (entries.key_for(str(tool)) + ".entry")).unlink()
+    assert run_cli("gc").returncode == 0 and rooted(zlib)
+    with tool.open("ab") as f:
+        f.write(b"\0")  # changed: the build-id entry is stale
+    assert run_cli("gc").returncode == 0
+    assert entries.build_id_entries() == [] and not rooted(zlib)
+    # forget removes the build-id entry with the path entry that wrote it.
+    shutil.copy2("/usr/bin/true", other)
+    entries.write_build_id_entry(resolved(str(other), [ssl]), build_id)
+    res = run_cli("forget", str(other))
+    assert res.returncode == 0, res.stderr
+    assert entries.all_entries() == [] and entries.build_id_entries() == []
+    assert not rooted(ssl)
 
 
 def test_no_nix_on_path_is_one_clear_error(world: dict[str, str], tmp_path: Path) -> None:

@@ -26,9 +26,9 @@ def state(env: dict[str, str]) -> Path:
     return Path(env["XDG_STATE_HOME"]) / "nixld"
 
 
-def entry_files(env: dict[str, str]) -> list[Path]:
+def entry_files(env: dict[str, str], suffix: str = ".entry") -> list[Path]:
     d = state(env) / "entries"
-    return sorted(d.iterdir()) if d.is_dir() else []
+    return sorted(p for p in d.iterdir() if p.name.endswith(suffix)) if d.is_dir() else []
 
 
 def explain(path: str | Path, env: dict[str, str]) -> dict:  # type: ignore[type-arg]
@@ -93,6 +93,12 @@ def test_entry_lists_each_store_paths_own_lib(world: w.World,
     dirs = [line[4:] for line in text.splitlines() if line.startswith("dir ")]
     assert dirs and all(d.startswith("/nix/store/") and d.endswith("/lib") for d in dirs)
     assert not any("profile" in d for d in dirs), "never the merged profile"
+    # Beside it, the build-id entry with the same dirs, for copies elsewhere.
+    [copies] = entry_files(world_env, ".build-id")
+    copy_text = copies.read_text()
+    assert f"path {os.path.realpath(zstd)}\n" in copy_text
+    assert f"\nsize {os.path.getsize(zstd)}\n" in copy_text
+    assert [line[4:] for line in copy_text.splitlines() if line.startswith("dir ")] == dirs
 
 
 def test_without_a_terminal_nothing_is_installed(world: w.World,

@@ -5,6 +5,7 @@ substituted from the world's binary cache, and its database holds the traps."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -362,6 +363,31 @@ def test_shimmed_binary_runs_by_itself_after_resolve(world: w.World,
     assert resolved.returncode == 0, resolved.stderr
     done = run([jq, "--version"], world_env)
     assert (done.returncode, done.stdout.strip()) == (0, "jq-1.6"), done.stderr
+
+
+def test_a_resolved_binary_copied_elsewhere_starts_with_no_new_resolve(
+        world: w.World, world_env: dict[str, str], tmp_path: Path) -> None:
+    """The build-id entry `resolve` writes beside the path entry: a copy in a
+    new directory (a launcher's update) starts through the shim, and `run`
+    and `explain` apply it too, without a prompt or a new resolve."""
+    from tests.conftest import need, run_cli
+
+    need(world.shimmed, "the shim is not built (make -C shim)")
+    jq = world.shimmed["jq"]
+    resolved = run_cli("resolve", "--yes", "--quiet", str(jq), env=world_env, timeout=300)
+    assert resolved.returncode == 0, resolved.stderr
+    copy = tmp_path / "v2" / "bin" / "jq"
+    copy.parent.mkdir(parents=True)
+    shutil.copy2(jq, copy)
+    done = run([copy, "--version"], world_env)
+    assert (done.returncode, done.stdout.strip()) == (0, "jq-1.6"), done.stderr
+    ran = run_cli("run", str(copy), "--version", env=world_env)
+    assert (ran.returncode, ran.stdout.strip()) == (0, "jq-1.6"), ran.stderr
+    explained = run_cli("explain", "--json", str(copy), env=world_env)
+    assert explained.returncode == 0 and '"complete": true' in explained.stdout
+    with copy.open("ab") as f:
+        f.write(b"\0")  # the same build-id, another size: no longer that file
+    assert run([copy, "--version"], world_env).returncode == 127
 
 
 def test_version_trap_resolves_to_the_newer_libfoo(world: w.World,

@@ -35,6 +35,8 @@ class EntryJson(TypedDict):
     sha256: str | None
     packages: list[PackageJson]
     libraries: dict[str, str]  # soname -> the file it resolves to
+    build_id: str | None  # a build-id entry: for any copy with this build-id ...
+    size: int | None  # ... and this size (path: the file it was resolved from)
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -70,12 +72,14 @@ def _as_json(file: str, entry: Entry, system: bool) -> EntryJson:
         dirs=list(entry.dirs), sha256=entry.sha256,
         packages=[PackageJson(store_path=p.store_path, attr=p.attr, output=p.output)
                   for p in entry.packages],
-        libraries=dict(entry.sonames))
+        libraries=dict(entry.sonames), build_id=entry.build_id, size=entry.size)
 
 
 def _list(as_json: bool) -> int:
-    rows = [_as_json(str(f), e, False) for f, e in entries.all_entries()]
-    rows += [_as_json(str(f), e, True) for f, e in entries.system_entries()]
+    rows = [_as_json(str(f), e, False)
+            for f, e in entries.all_entries() + entries.build_id_entries()]
+    rows += [_as_json(str(f), e, True)
+             for f, e in entries.system_entries() + entries.system_build_id_entries()]
     if as_json:
         json.dump(rows, sys.stdout, indent=2)
         print()
@@ -86,7 +90,7 @@ def _list(as_json: bool) -> int:
         state = {"valid": "", "changed": "  [stale: the file changed; nixld-hook gc drops it]",
                  "gone": "  [stale: the file is gone; nixld-hook gc drops it]"}[row["status"]]
         origin = "  (system-wide)" if row["system"] else ""
-        print(f"{safe(row['path'])}{origin}{state}")
+        print(f"{safe(row['path'])}{origin}{_copies(row)}{state}")
         for soname, file in row["libraries"].items():
             print(f"  {safe(soname)} => {safe(file)}")
         for pkg in row["packages"]:
@@ -96,6 +100,13 @@ def _list(as_json: bool) -> int:
             for d in row["dirs"]:
                 print(f"  dir {safe(d)}")
     return ExitCode.OK
+
+
+def _copies(row: EntryJson) -> str:
+    """A build-id entry applies to copies of the file elsewhere."""
+    if row["build_id"] is None:
+        return ""
+    return f"  (build-id {row['build_id']}: also any copy of {row['size']} bytes)"
 
 
 def _report(released: manage.Released) -> None:
