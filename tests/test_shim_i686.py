@@ -211,3 +211,48 @@ def test_i686_setuid_ignores_entries_and_environment(w32: World32) -> None:
                        capture_output=True, text=True, check=False, timeout=60)
     # The compiled-in loader, no entry: libwho.so is not found.
     assert r.returncode == 127 and LOADER_ERROR in r.stderr
+
+
+NAMESPACE = r"""
+set -eu
+cp "$SHIM" "$STAGE/ld-linux.so.2"
+mount --bind "$STAGE/ld-linux.so.2" "$(realpath /lib/ld-linux.so.2)"
+# From here on every 32-bit program starts through the i686 shim.
+"$PROGRAM" -dc <"$PACKED" >"$OUT/with-entry" || echo $? >"$OUT/with-entry.rc"
+XDG_STATE_HOME=/nonexistent "$PROGRAM" -dc <"$PACKED" 2>"$OUT/no-entry.err" \
+    || echo $? >"$OUT/no-entry.rc"
+"""
+
+
+def test_i686_shim_as_the_system_loader_runs_a_real_debian_binary(
+        w32: World32, tmp_path: Path) -> None:
+    """Debian's pigz:i386, lacking libz.so.1 here, unmodified: with the shim
+    bind-mounted over /lib/ld-linux.so.2 in a private mount namespace, its
+    per-user entry names the directory of zlib1g:i386's libz."""
+    need_root()
+    need_tool("unshare")
+    from tests.test_i686 import debian_i386
+
+    debian = debian_i386(tmp_path / "debian")
+    pigz = debian / "usr" / "bin" / "pigz"
+    zlib_dir = debian / "lib" / "i386-linux-gnu"
+    assert (zlib_dir / "libz.so.1").exists()
+    state = tmp_path / "state"
+    write_entry(state / "nixld" / "entries", pigz, entry_text(pigz, [zlib_dir]))
+    packed = tmp_path / "packed.gz"
+    packed.write_bytes(subprocess.run(["gzip", "-c"], input=b"32-bit payload\n",
+                                      capture_output=True, check=True).stdout)
+    shim = make_shim(tmp_path / "shim" / "nixld-shim", arch="i686")  # the default build
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "out").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "SHIM": str(shim), "STAGE": str(tmp_path / "stage"),
+           "OUT": str(tmp_path / "out"), "PROGRAM": str(pigz), "PACKED": str(packed),
+           "NIX_LD_i686_linux": str(w32.ld), "XDG_STATE_HOME": str(state)}
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", NAMESPACE],
+                       env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert not (out / "with-entry.rc").exists(), r.stderr
+    assert (out / "with-entry").read_text() == "32-bit payload\n"
+    assert (out / "no-entry.rc").read_text() == "127\n"
+    assert "libz.so.1" in (out / "no-entry.err").read_text()
