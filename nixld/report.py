@@ -398,8 +398,9 @@ def _candidate_table(cands: list[Candidate], chosen: Candidate | None, st: Style
     rows = [("", "ATTRIBUTE", "OUTPUT", "SCORE", "STORE PATH", "WHY")]
     for cand in shown:
         mark = "*" if chosen is not None and cand.store_path == chosen.store_path else " "
+        why = [*cand.reasons, *((f"lost: {cand.lost}",) if cand.lost else ())]
         rows.append((mark, safe(cand.attr), cand.output, str(cand.score),
-                     safe(cand.store_path), "; ".join(safe(r) for r in cand.reasons)))
+                     safe(cand.store_path), "; ".join(safe(r) for r in why)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     out = []
     for i, row in enumerate(rows):

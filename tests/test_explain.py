@@ -98,6 +98,20 @@ def test_explain_text_tree_and_candidates(nixos_env: dict[str, str]) -> None:
     assert "plan: install 1 package" in out
     lines = [line for line in out.splitlines() if "libselinux-1.0" in line]
     assert lines and lines[0].lstrip().startswith("*"), "the chosen candidate is marked"
+    assert "owns it: named after it" in lines[0]
+    [steam] = [line for line in out.splitlines() if "steam-run-1.0" in line]
+    assert steam.rstrip().endswith("bundle: 2 of its 3 library files belong to other "
+                                   "packages; output out; lost: libselinux owns it")
+
+
+def test_explain_json_says_who_owns_and_why_each_runner_up_lost(
+        nixos_env: dict[str, str]) -> None:
+    doc = json.loads(run_cli("explain", "--json", "/bin/ls", env=nixos_env).stdout)
+    [sel] = doc["missing"]
+    assert sel["chosen"]["owner"] is True and sel["chosen"]["lost"] is None
+    lost = {(c["attr"], c["role"]): c["lost"] for c in sel["candidates"][1:]}
+    assert lost == {("steam-run", "bundle"): "libselinux owns it",
+                    ("selinux-internal", "non-toplevel"): "libselinux owns it"}
 
 
 def test_explain_without_database_names_how_to_get_one(nixos_env: dict[str, str],
