@@ -46,16 +46,55 @@ _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _INTERRUPT_GRACE_S: Final = 10.0
 
 
+NIXOS_SETTING: Final = "on NixOS: nix.settings.{}"
+
+
+def _listed(items: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(safe(p) for p in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 class NotAvailableError(NixError):
     """No configured substituter has these store paths (and they are not built here)."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(self, paths: Sequence[str], substituters: Sequence[str] = ()) -> None:
         self.paths = list(paths)
-        shown = ", ".join(safe(p) for p in self.paths[:3])
-        more = f" and {len(self.paths) - 3} more" if len(self.paths) > 3 else ""
+        self.substituters = list(substituters)
+        asked = (f"asked {_listed(self.substituters)}" if self.substituters
+                 else "no substituter is configured")
         super().__init__(
-            f"no configured substituter has {shown}{more} (check `substituters` in nix.conf "
-            "or NIX_CONFIG, or build the package from your nixpkgs)")
+            f"no configured substituter has {_listed(self.paths)} ({asked}; check "
+            "`substituters` in nix.conf or NIX_CONFIG, or build the package from your nixpkgs)")
+
+
+class NixTrustError(NixError):
+    """Nix refused a substituter or a path on trust: only a setting can fix it,
+    so trying other candidates or building them changes nothing."""
+
+
+class UntrustedSubstituterError(NixTrustError):
+    """The Nix daemon ignored substituters this (untrusted) user asked for."""
+
+    def __init__(self, substituters: Sequence[str]) -> None:
+        self.substituters = list(dict.fromkeys(substituters))
+        s = "s" if len(self.substituters) > 1 else ""
+        super().__init__(
+            f"the Nix daemon ignores the substituter{s} {_listed(self.substituters)}: you are "
+            "not a trusted user; add it to `trusted-substituters` in the daemon's nix.conf "
+            f"({NIXOS_SETTING.format('trusted-substituters')}), or add yourself to "
+            "`trusted-users`")
+
+
+class UnsignedPathError(NixTrustError):
+    """A substituter has the path, but not signed by a key Nix trusts."""
+
+    def __init__(self, path: str, substituter: str) -> None:
+        self.path = path
+        self.substituter = substituter
+        super().__init__(
+            f"{safe(path)} from {safe(substituter)} is not signed by any key in "
+            "`trusted-public-keys`: add the cache's public key there "
+            f"({NIXOS_SETTING.format('trusted-public-keys')}), or use a signed cache")
 
 
 @dataclass(frozen=True)
@@ -201,9 +240,14 @@ class FetchPlan:
     build: list[str] = field(default_factory=list)  # derivations to build
     download_bytes: int = 0  # Nix prints MiB with two decimals: precise to 10 KiB
     unpacked_bytes: int = 0
+    ignored: list[str] = field(default_factory=list)  # substituters the daemon ignored
 
 
 _FETCH_RE: Final = re.compile(r"will be fetched \(([\d.]+) MiB download, ([\d.]+) MiB unpacked\)")
+# What Nix 2.8 says (as warnings) when it will not use a substituter or a path.
+_UNTRUSTED_RE: Final = re.compile(r"ignoring untrusted substituter '([^']*)'")
+_UNSIGNED_RE: Final = re.compile(r"the substitute for '(/nix/store/[^']*)' from '([^']*)' "
+                                 r"is not signed by any of the keys in 'trusted-public-keys'")
 _MIB: Final = 1024 * 1024
 
 
@@ -229,7 +273,36 @@ def parse_dry_run(stderr: str) -> FetchPlan:
             section = unavailable
         elif "will be built" in line:
             section = build
-    return FetchPlan(fetch, unavailable, build, download, unpacked)
+    return FetchPlan(fetch, unavailable, build, download, unpacked,
+                     ignored=ignored_substituters(stderr))
+
+
+def ignored_substituters(stderr: str) -> list[str]:
+    """The substituters the Nix daemon said it ignores (this user is not trusted)."""
+    found = (_UNTRUSTED_RE.search(m) for m in map(_message_of, stderr.splitlines()))
+    return list(dict.fromkeys(m.group(1) for m in found if m))
+
+
+def trust_error(stderr: str) -> NixTrustError | None:
+    """Why Nix refused to substitute, when the reason is a trust setting."""
+    ignored = ignored_substituters(stderr)
+    if ignored:
+        return UntrustedSubstituterError(ignored)
+    for line in map(_message_of, stderr.splitlines()):
+        if m := _UNSIGNED_RE.search(line):
+            return UnsignedPathError(m.group(1), m.group(2))
+    return None
+
+
+def configured_substituters() -> list[str]:
+    """The `substituters` setting as Nix sees it here (nix.conf, then NIX_CONFIG)."""
+    res = _run(["nix", *NIX_COMMAND, "show-config"], what="reading the Nix configuration",
+               check=False)
+    for line in res.stdout.splitlines():
+        name, _, value = line.partition(" = ")
+        if name.strip() == "substituters":
+            return value.split()
+    return []
 
 
 def plan_fetch(store_paths: Sequence[str]) -> FetchPlan:
@@ -332,29 +405,41 @@ def realise(store_paths: Sequence[str], *, quiet: bool = False,
     """Make `store_paths` valid, substituting them from the configured substituters.
 
     Paths already valid cost one query. Raises `NotAvailableError` when no
-    substituter has some path (the caller may fall back to `build_attr`),
-    `NixError` when fetching fails. Prints progress on stderr unless `quiet`.
+    substituter has some path (the caller may fall back to `build_attr`), a
+    `NixTrustError` when the daemon ignores a substituter or a path lacks a
+    trusted signature (no fallback helps: a setting must change), `NixError`
+    when fetching fails otherwise. Prints progress on stderr unless `quiet`.
     """
     missing = invalid_paths(store_paths)
     if not missing:
         return
     plan = plan_fetch(missing)
     if plan.unavailable:
-        raise NotAvailableError(plan.unavailable)
+        raise _unavailable(plan.unavailable, plan.ignored)
     if progress is None and not quiet:
         progress = Progress()
     if progress is not None:
         progress.start(plan)
     try:
-        _run(["nix-store", "--realise", "--log-format", "internal-json", *missing],
-             what=f"fetching {len(plan.fetch)} store paths",
-             on_stderr_line=progress.feed if progress is not None else _ignore)
+        res = _run(["nix-store", "--realise", "--log-format", "internal-json", *missing],
+                   what=f"fetching {len(plan.fetch)} store paths", check=False,
+                   on_stderr_line=progress.feed if progress is not None else _ignore)
     finally:
         if progress is not None:
             progress.finish()
+    if res.returncode != 0:
+        raise trust_error(res.stderr) or NixError(
+            f"fetching {len(plan.fetch)} store paths failed: {safe(_error_line(res.stderr))}")
     still = invalid_paths(missing)
     if still:  # e.g. a path changed hands between the plan and the fetch
-        raise NotAvailableError(still)
+        raise _unavailable(still, plan.ignored)
+
+
+def _unavailable(paths: Sequence[str], ignored: Sequence[str]) -> NixError:
+    """No substituter had `paths`: because the daemon ignored some, or for real."""
+    if ignored:
+        return UntrustedSubstituterError(ignored)
+    return NotAvailableError(paths, configured_substituters())
 
 
 def _ignore(_line: str) -> None:

@@ -100,6 +100,10 @@ class Reporter:
         if not self.quiet:
             print(f"nixld-hook: {message}", file=sys.stderr)
 
+    def failed(self, message: str) -> None:
+        """Why something failed: --quiet never hides it."""
+        print(f"nixld-hook: {message}", file=sys.stderr)
+
 
 # ---------------------------------------------------------------- targets
 
@@ -211,6 +215,8 @@ def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
     try:
         nix.realise(wanted, quiet=quiet)
         return picks
+    except nix.NixTrustError:
+        raise  # only a setting fixes it: one line, exit 5
     except NixError as err:
         rep.say(f"could not substitute all paths ({err}); trying one by one")
     done: list[Picked] = []
@@ -219,19 +225,20 @@ def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
             nix.realise([pick.store_path], quiet=quiet)
             done.append(pick)
             continue
-        except NixError:
-            pass
-        rep.say(f"{safe(pick.store_path)} is not in any substituter; building "
-                f"{safe(pick.attr)}.{pick.output} from your nixpkgs")
+        except nix.NixTrustError:
+            raise
+        except NixError as err:
+            why = str(err)
+        rep.say(f"{why}; building {safe(pick.attr)}.{pick.output} from your nixpkgs")
         try:
             built = nix.build_attr(pick.attr, pick.output)
         except NixError as err:
-            rep.say(f"cannot build {safe(pick.attr)}: {err}")
+            rep.failed(f"cannot install {safe(pick.attr)}: {why}; building it failed too: {err}")
             exclude.update((s, pick.store_path) for s in pick.sonames)
             continue
         have = [s for s in pick.sonames if os.path.exists(os.path.join(built, "lib", s))]
         if not have:
-            rep.say(f"{safe(built)} does not contain {', '.join(map(safe, pick.sonames))}")
+            rep.failed(f"{safe(built)} does not contain {', '.join(map(safe, pick.sonames))}")
             exclude.update((s, pick.store_path) for s in pick.sonames)
             continue
         done.append(Picked(built, pick.attr, pick.output, have))

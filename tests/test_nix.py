@@ -322,3 +322,33 @@ def test_progress_counts_the_bytes_of_an_http_download(nix_cache: NixCache, http
     # the NAR's bytes (xz of random data: a little more than the file), nothing else
     assert len(blob) <= sum(progress._transfers.values()) < len(blob) + 64 * 1024
     assert out.getvalue().endswith("fetched 1/1 paths, 1.0 MiB of 1.0 MiB\n")
+
+
+UNTRUSTED_DRY_RUN = """\
+warning: ignoring untrusted substituter 'file:///tmp/other'
+warning: ignoring untrusted substituter 'https://cache.example.org'
+don't know how to build these paths:
+  /nix/store/d3gl1kzxzsk6q9zaz8k7pr14w0dq5qg0-t
+"""
+
+
+def test_parse_dry_run_names_the_substituters_the_daemon_ignored() -> None:
+    plan = nix.parse_dry_run(UNTRUSTED_DRY_RUN)
+    assert plan.unavailable == ["/nix/store/d3gl1kzxzsk6q9zaz8k7pr14w0dq5qg0-t"]
+    assert plan.ignored == ["file:///tmp/other", "https://cache.example.org"]
+    err = nix.trust_error(UNTRUSTED_DRY_RUN)
+    assert isinstance(err, nix.UntrustedSubstituterError) and err.exit_code == 5
+    assert str(err).startswith("the Nix daemon ignores the substituters file:///tmp/other, "
+                               "https://cache.example.org: you are not a trusted user")
+    assert "`trusted-substituters`" in str(err) and "`trusted-users`" in str(err)
+
+
+def test_an_unsigned_substitute_in_internal_json_is_its_own_error() -> None:
+    line = ('@nix {"action":"msg","level":0,"msg":"\\u001b[35;1mwarning:\\u001b[0m the '
+            "substitute for '/nix/store/5g0dir7fxmvvh80f1g3k1hwlpmv0qfh7-ia' from "
+            "'file:///c' is not signed by any of the keys in 'trusted-public-keys'\"}\n")
+    err = nix.trust_error(line)
+    assert isinstance(err, nix.UnsignedPathError)
+    assert (err.path, err.substituter) == ("/nix/store/5g0dir7fxmvvh80f1g3k1hwlpmv0qfh7-ia",
+                                           "file:///c")
+    assert nix.trust_error("error: build of '/nix/store/x' failed\n") is None
