@@ -1,7 +1,8 @@
 # NixOS module: nixld-hook system-wide. Installs the shim as the system ELF
 # interpreter (as programs.nix-ld does, whose NIX_LD / NIX_LD_LIBRARY_PATH it
-# keeps), writes declared per-binary entries to /etc/nixld/entries, and
-# sources the shell hooks in interactive shells.
+# keeps), and on x86_64 the i686 shim as the 32-bit one (environment.ldso32,
+# NIX_LD_i686_linux); writes declared per-binary entries to
+# /etc/nixld/entries, and sources the shell hooks in interactive shells.
 {
   config,
   lib,
@@ -43,6 +44,35 @@ let
           "L+ ${ldsoPath} - - - - ${shim}"
         ];
       };
+
+  # The same for 32-bit x86 programs: the loader of pkgsi686Linux.glibc (the
+  # same nixpkgs as the system) and the 32-bit libraries, at the place the
+  # i686 shim has compiled in, and named by nix-ld's i686 variables.
+  nixLd32Dir = "/run/current-system/sw/share/nix-ld32/lib";
+  loader32 = "${pkgs.pkgsi686Linux.glibc}/lib/ld-linux.so.2";
+  libraryEnv32 = pkgs.buildEnv {
+    name = "nixld-libraries-i686";
+    paths = map lib.getLib cfg.libraries32;
+    pathsToLink = [ "/lib" ];
+    extraPrefix = "/share/nix-ld32";
+    ignoreCollisions = true;
+    postBuild = ''
+      mkdir -p $out/share/nix-ld32/lib
+      ln -s ${loader32} $out/share/nix-ld32/lib/ld.so
+    '';
+  };
+  shim32 = "${cfg.shim32Package}/libexec/nixld/nixld-shim";
+  installShim32 =
+    if options.environment ? ldso32 then
+      { environment.ldso32 = shim32; }
+    else
+      {
+        systemd.tmpfiles.rules = [
+          "d /lib 0755 root root - -"
+          "L+ /lib/ld-linux.so.2 - - - - ${shim32}"
+        ];
+      };
+  enable32 = cfg.enable32Bit && pkgs.stdenv.hostPlatform.isx86_64;
 
   nixLdEnabled = config.programs.nix-ld.enable or false;
 
@@ -116,6 +146,53 @@ in
       '';
     };
 
+    enable32Bit = lib.mkOption {
+      type = lib.types.bool;
+      default = pkgs.stdenv.hostPlatform.isx86_64;
+      defaultText = lib.literalExpression "pkgs.stdenv.hostPlatform.isx86_64";
+      description = ''
+        32-bit x86 programs (Steam games and their tools, old proprietary
+        programs): the i686 shim as /lib/ld-linux.so.2 (environment.ldso32),
+        pkgsi686Linux.glibc's loader as NIX_LD_i686_linux, the libraries32 as
+        NIX_LD_LIBRARY_PATH_i686_linux, and the binaries32 entries. Only on
+        x86_64.
+      '';
+    };
+
+    shim32Package = lib.mkOption {
+      type = lib.types.package;
+      default = pkgs.pkgsi686Linux.callPackage ./shim.nix {
+        defaultLoader = "${nixLd32Dir}/ld.so";
+        defaultLibraryPath = nixLd32Dir;
+      };
+      defaultText = lib.literalExpression "pkgs.pkgsi686Linux.callPackage ./shim.nix { ... }";
+      description = "The i686 interpreter shim, providing libexec/nixld/nixld-shim.";
+    };
+
+    libraries32 = lib.mkOption {
+      type = lib.types.listOf lib.types.package;
+      default = [ ];
+      example = lib.literalExpression "with pkgs.pkgsi686Linux; [ libGL alsa-lib ]";
+      description = ''
+        32-bit libraries every 32-bit foreign binary finds
+        (NIX_LD_LIBRARY_PATH_i686_linux), after its own per-binary entry:
+        packages of pkgs.pkgsi686Linux.
+      '';
+    };
+
+    binaries32 = lib.mkOption {
+      type = lib.types.attrsOf (lib.types.listOf lib.types.package);
+      default = { };
+      example = lib.literalExpression ''
+        { "/opt/game/bin/game" = with pkgs.pkgsi686Linux; [ zlib xorg.libX11 ]; }
+      '';
+      description = ''
+        Per-binary resolutions of 32-bit x86 binaries, as `binaries` (the
+        canonical path to the packages whose lib/ it is given, first), with
+        packages of pkgs.pkgsi686Linux.
+      '';
+    };
+
     binaries = lib.mkOption {
       type = lib.types.attrsOf (lib.types.listOf lib.types.package);
       default = { };
@@ -138,7 +215,11 @@ in
             assertion = !nixLdEnabled;
             message = "programs.nixld replaces programs.nix-ld (its shim does what nix-ld does, and both would be the system ELF interpreter): disable programs.nix-ld.";
           }
-        ] ++ entries.assertions cfg.binaries;
+        ] ++ entries.assertions cfg.binaries ++ entries.assertions cfg.binaries32
+        ++ map (path: {
+          assertion = false;
+          message = "programs.nixld: `${path}' is in both binaries and binaries32 (one file is one architecture)";
+        }) (lib.attrNames (builtins.intersectAttrs cfg.binaries cfg.binaries32));
 
         # nix-ld's default set: the libraries of systemd and nix.
         programs.nixld.libraries = with pkgs; [
@@ -178,10 +259,20 @@ in
           ]}";
         };
 
-        environment.etc = entries.etcFiles cfg.binaries;
+        environment.etc = entries.etcFiles (cfg.binaries // cfg.binaries32);
       }
 
       (lib.mkIf (!nixLdEnabled) installShim)
+
+      (lib.mkIf enable32 {
+        environment.systemPackages = [ libraryEnv32 ];
+        environment.pathsToLink = [ "/share/nix-ld32" ];
+        environment.sessionVariables = {
+          NIX_LD_i686_linux = "${nixLd32Dir}/ld.so";
+          NIX_LD_LIBRARY_PATH_i686_linux = nixLd32Dir;
+        };
+      })
+      (lib.mkIf (enable32 && !nixLdEnabled) installShim32)
 
       (shellIntegration cfg.enableBashIntegration "bash" "source ${hook "bash"}")
       (shellIntegration cfg.enableZshIntegration "zsh" "source ${hook "zsh"}")

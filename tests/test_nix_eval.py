@@ -214,8 +214,9 @@ def test_shim_derivation_installs_what_the_makefile_builds() -> None:
 
 
 ENABLED = "[ { programs.nixld.enable = true; } ]"
-OPTIONS = ["autoAccept", "binaries", "database", "enable", "enableBashIntegration",
-           "enableFishIntegration", "enableZshIntegration", "libraries", "package", "shimPackage"]
+OPTIONS = ["autoAccept", "binaries", "binaries32", "database", "enable", "enable32Bit",
+           "enableBashIntegration", "enableFishIntegration", "enableZshIntegration", "libraries",
+           "libraries32", "package", "shim32Package", "shimPackage"]
 
 
 def test_nixos_options() -> None:
@@ -257,8 +258,14 @@ def test_nixos_without_environment_ldso_uses_tmpfiles(system: str, loader: str) 
                 "shim = config.programs.nixld.shimPackage.outPath; }",
                 with_ldso=False, system=system)
     libdir = os.path.dirname(loader)
-    assert got["rules"] == [f"d {libdir} 0755 root root - -",
-                            f"L+ {loader} - - - - {got['shim']}/libexec/nixld/nixld-shim"]
+    assert got["rules"][:2] == [f"d {libdir} 0755 root root - -",
+                                f"L+ {loader} - - - - {got['shim']}/libexec/nixld/nixld-shim"]
+    # On x86_64 the i686 shim too, where other distributions have the 32-bit loader.
+    shim32 = nixos(ENABLED, "config.programs.nixld.shim32Package.outPath", with_ldso=False,
+                   system=system) if system == "x86_64-linux" else None
+    assert got["rules"][2:] == ([] if shim32 is None else [
+        "d /lib 0755 root root - -",
+        f"L+ /lib/ld-linux.so.2 - - - - {shim32}/libexec/nixld/nixld-shim"])
 
 
 def test_nixos_sets_nix_ld_variables_and_libraries() -> None:
@@ -270,9 +277,13 @@ def test_nixos_sets_nix_ld_variables_and_libraries() -> None:
       gccLib = pkgs.stdenv.cc.cc.lib.outPath;
       loader = pkgs.stdenv.cc.bintools.dynamicLinker; }""")
     lib_dir = "/run/current-system/sw/share/nix-ld/lib"
-    assert got["vars"] == {"NIX_LD": lib_dir + "/ld.so", "NIX_LD_LIBRARY_PATH": lib_dir}
-    assert got["pathsToLink"] == ["/share/nix-ld"]
-    assert got["packages"] == [f"nixld-hook-{PYPROJECT['project']['version']}", "nixld-libraries"]
+    lib32 = str(paths.NIX_LD_LIBRARY_PATH_I686_DEFAULT)
+    assert got["vars"] == {"NIX_LD": lib_dir + "/ld.so", "NIX_LD_LIBRARY_PATH": lib_dir,
+                           "NIX_LD_i686_linux": str(paths.NIX_LD_I686_DEFAULT),
+                           "NIX_LD_LIBRARY_PATH_i686_linux": lib32}
+    assert got["pathsToLink"] == ["/share/nix-ld", "/share/nix-ld32"]
+    assert got["packages"] == [f"nixld-hook-{PYPROJECT['project']['version']}", "nixld-libraries",
+                               "nixld-libraries-i686"]
     # The library env, linked into /run/current-system/sw, provides both paths.
     assert got["env"]["extraPrefix"] == "/share/nix-ld" and got["env"]["pathsToLink"] == ["/lib"]
     assert f"ln -s {got['loader']} $out/share/nix-ld/lib/ld.so" in got["env"]["postBuild"]
@@ -376,6 +387,55 @@ def test_nixos_refuses_more_dirs_than_the_shim_reads() -> None:
     failed = nixos("[ { programs.nixld.enable = true; programs.nixld.binaries.\"/opt/t\" ="
                    f" builtins.genList (_: pkgs.zlib) {entries.MAX_DIRS + 1}; }} ]", "failed")
     assert len(failed) == 1 and f"at most {entries.MAX_DIRS} packages" in failed[0]
+
+
+def test_nixos_32_bit_shim_loader_and_libraries() -> None:
+    """environment.ldso32 is the i686 shim, built by pkgsi686Linux with the
+    32-bit defaults the Python side also assumes (nixld.paths); the 32-bit
+    library env holds pkgsi686Linux.glibc's loader where the shim looks."""
+    got = nixos("[ { programs.nixld.enable = true;"
+                " programs.nixld.libraries32 = [ pkgs.pkgsi686Linux.zlib ]; } ]",
+                """let env = builtins.elemAt config.environment.systemPackages 2;
+                       shim = config.programs.nixld.shim32Package; in {
+      inherit (config.environment) ldso32; shim = shim.outPath; inherit (shim) makeFlags system;
+      env = { inherit (env) extraPrefix pathsToLink postBuild; paths = map toString env.paths; };
+      zlib32 = pkgs.pkgsi686Linux.zlib.outPath; zlib = pkgs.zlib.outPath;
+      glibc32 = pkgs.pkgsi686Linux.glibc.outPath; inherit failed; }""")
+    assert got["failed"] == []
+    assert got["ldso32"] == got["shim"] + "/libexec/nixld/nixld-shim"
+    assert got["system"] == "i686-linux"
+    assert got["makeFlags"] == [f"SYSTEM_ENTRIES_DIR={paths.SYSTEM_ENTRIES_DIR}", "ARCH=i686",
+                                "OUT=build/nixld-shim", f"DEFAULT_LD={paths.NIX_LD_I686_DEFAULT}",
+                                f"DEFAULT_LIBRARY_PATH={paths.NIX_LD_LIBRARY_PATH_I686_DEFAULT}"]
+    assert got["env"]["extraPrefix"] == "/share/nix-ld32"
+    assert got["env"]["paths"] == [got["zlib32"]] and got["zlib32"] != got["zlib"]
+    assert (f"ln -s {got['glibc32']}/lib/ld-linux.so.2 $out/share/nix-ld32/lib/ld.so"
+            in got["env"]["postBuild"])
+
+
+def test_nixos_32_bit_can_be_turned_off_and_is_off_on_aarch64() -> None:
+    off = nixos("[ { programs.nixld = { enable = true; enable32Bit = false; }; } ]",
+                "{ inherit (config.environment) ldso32 sessionVariables; }")
+    assert off["ldso32"] is None and "NIX_LD_i686_linux" not in off["sessionVariables"]
+    arm = nixos(ENABLED, "{ inherit (config.environment) ldso32 sessionVariables;"
+                " e = config.programs.nixld.enable32Bit; }", system="aarch64-linux")
+    assert arm == {"ldso32": None, "e": False, "sessionVariables": arm["sessionVariables"]}
+    assert "NIX_LD_i686_linux" not in arm["sessionVariables"]
+
+
+def test_nixos_binaries32_become_system_entries() -> None:
+    game = "/opt/game/bin/game"
+    got = nixos("[ { programs.nixld.enable = true; programs.nixld.binaries32 = {"
+                f" {nix_string(game)} = [ pkgs.pkgsi686Linux.zlib ]; }}; }} ]",
+                "{ inherit (config.environment) etc; z = pkgs.pkgsi686Linux.zlib.outPath;"
+                " inherit failed; }")
+    assert got["failed"] == []
+    entry = got["etc"][f"nixld/entries/{entries.key_for(game)}.entry"]
+    parsed = entries.parse_entry(entry["text"].encode())
+    assert parsed is not None and parsed.path == game and parsed.dirs == (f"{got['z']}/lib",)
+    both = nixos("[ { programs.nixld.enable = true; programs.nixld.binaries.\"/opt/t\" = [ ];"
+                 " programs.nixld.binaries32.\"/opt/t\" = [ ]; } ]", "failed")
+    assert len(both) == 1 and "both binaries and binaries32" in both[0]
 
 
 def test_nixos_refuses_to_run_beside_nix_ld() -> None:

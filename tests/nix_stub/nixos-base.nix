@@ -45,6 +45,10 @@ in
         type = types.nullOr types.path;
         default = null;
       };
+      ldso32 = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+      };
     };
     systemd.tmpfiles.rules = mkOption {
       type = types.listOf types.str;

@@ -42,12 +42,20 @@ let
   library = name: mkPackage name { } [ "out" ];
 
   isx86_64 = system == "x86_64-linux";
+  isi686 = system == "i686-linux";
   glibc = mkPackage "glibc-2.40" { } [ "out" ];
+  loaderName =
+    {
+      "x86_64-linux" = "ld-linux-x86-64.so.2";
+      "aarch64-linux" = "ld-linux-aarch64.so.1";
+      "i686-linux" = "ld-linux.so.2";
+    }
+    .${system};
 
   stdenv = {
     inherit system isx86_64;
     hostPlatform = {
-      inherit system isx86_64;
+      inherit system isx86_64 isi686;
       libDir = if isx86_64 then "lib64" else "lib";
     };
     cc = {
@@ -56,8 +64,7 @@ let
         "out"
         "lib"
       ];
-      bintools.dynamicLinker =
-        "${glibc}/lib/" + (if isx86_64 then "ld-linux-x86-64.so.2" else "ld-linux-aarch64.so.1");
+      bintools.dynamicLinker = "${glibc}/lib/${loaderName}";
     };
     mkDerivation = args: mkPackage "${args.pname}-${args.version}" args [ "out" ];
   };
@@ -75,7 +82,11 @@ let
   };
 
   pkgs = {
-    inherit lib stdenv python3Packages system;
+    inherit lib stdenv python3Packages system glibc;
+    # nixpkgs' 32-bit x86 package set (on x86_64 only, as in nixpkgs).
+    pkgsi686Linux =
+      if isx86_64 then import ./pkgs.nix { inherit lib; system = "i686-linux"; }
+      else throw "pkgsi686Linux exists only on x86_64-linux";
     buildEnv = args: mkPackage args.name args [ "out" ];
     linkFarm = name: entries: mkPackage name { inherit entries; } [ "out" ];
     callPackage =
