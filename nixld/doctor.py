@@ -2,7 +2,9 @@
 
 Each check says what it found and, when something is wrong, the fix: the
 hook in the shell start-up files, the shim at the system interpreter path and
-the real loader it hands over to (NIX_LD), the nix-index database, and Nix.
+the real loader it hands over to (NIX_LD), the nix-index database, Nix, and
+on x86_64 whether 32-bit programs can start (the i686 shim at
+/lib/ld-linux.so.2 and its 32-bit loader).
 """
 
 from __future__ import annotations
@@ -117,6 +119,55 @@ def check_real_loader(environ: Mapping[str, str]) -> Check:
                  "set NIX_LD to a glibc ld.so (the NixOS module sets it, as nix-ld's does)")
 
 
+SYSTEM_INTERPRETER_32 = "/lib/ld-linux.so.2"
+FIX_32 = ("programs.nixld.enable32Bit = true; (the default on x86_64) with programs.nixld.enable "
+          "in your NixOS configuration")
+
+
+def _interpreter_32(interpreter: str) -> tuple[bool, str]:
+    """Whether 32-bit programs start through our shim, and what is there."""
+    if not os.path.exists(interpreter):
+        return False, f"{safe(interpreter)} does not exist: no 32-bit program can start"
+    real = os.path.realpath(interpreter)
+    shown = safe(interpreter) + (f" -> {safe(real)}" if real != interpreter else "")
+    if _contains(interpreter, OUR_SHIM_MARKER):
+        return True, f"{shown} is the nixld i686 shim"
+    return False, (f"{shown} is not the nixld shim (a plain loader outside NixOS, or nix-ld): "
+                   "resolutions apply only through `nixld-hook run`")
+
+
+def _loader_32(environ: Mapping[str, str]) -> tuple[bool, str]:
+    """The 32-bit real loader the shim hands over to: there and 32-bit x86."""
+    from nixld.elf import read_library
+
+    named = environ.get("NIX_LD_i686_linux", "")
+    path = named or str(paths.NIX_LD_I686_DEFAULT)
+    where = f"NIX_LD_i686_linux={safe(path)}" if named else f"default {safe(path)}"
+    if not os.path.exists(path):
+        return False, (f"{where} does not exist (`nixld-hook resolve` builds pkgsi686Linux.glibc "
+                       "for `nixld-hook run`, but the shim needs one here)")
+    try:
+        info = read_library(path, symbols=False)
+    except Exception as err:  # any unreadable file is the same finding
+        return False, f"{where}: {safe(str(err))}"
+    if (info.machine, info.elf_class) != ("EM_386", 32):
+        return False, f"{where} is {info.describe_arch()}, not a 32-bit x86 loader"
+    return True, f"{where} is a 32-bit loader"
+
+
+def check_32bit(environ: Mapping[str, str], interpreter: str = SYSTEM_INTERPRETER_32,
+                machine: str | None = None) -> Check | None:
+    """Whether 32-bit x86 programs can start here (x86_64 machines only)."""
+    if (machine or os.uname().machine) != "x86_64":
+        return None
+    shim_ok, shim = _interpreter_32(interpreter)
+    loader_ok, loader = _loader_32(environ)
+    if shim_ok and loader_ok:
+        return Check("32-bit", True, f"32-bit programs can start: {shim}; {loader}")
+    return Check("32-bit", False, f"32-bit programs cannot start through the shim: {shim}; "
+                 f"{loader}", FIX_32)
+
+
 def check_database(environ: Mapping[str, str], now: float | None = None) -> Check:
     from nixld.analysis import HOW_TO_GET_DATABASE
 
@@ -160,8 +211,10 @@ def check_nix(environ: Mapping[str, str]) -> Check:
 def run_checks(environ: Mapping[str, str] | None = None,
                interpreter: str = SYSTEM_INTERPRETER) -> list[Check]:
     env = os.environ if environ is None else environ
-    return [check_hook(env), check_shim(interpreter), check_real_loader(env),
-            check_database(env), check_nix(env)]
+    checks = [check_hook(env), check_shim(interpreter), check_real_loader(env),
+              check_database(env), check_nix(env)]
+    bits32 = check_32bit(env)
+    return [*checks, bits32] if bits32 is not None else checks
 
 
 def as_json(checks: list[Check]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ _SYSTEMS = {"x86_64": "x86_64_linux", "amd64": "x86_64_linux", "i686": "i686_lin
 I686 = "i686_linux"
 
 
-def _is_i686_file(path: str) -> bool:
+def is_i686_file(path: str) -> bool:
     """ELFCLASS32 and EM_386, from the first 20 bytes (cheap: `run` is a hot path)."""
     try:
         with open(path, "rb") as f:
@@ -127,7 +127,7 @@ def prepare(name: str, args: Sequence[str], environ: Mapping[str, str]) -> Launc
         raise BadInputError(f"{safe(binary)}: no such file")
     if not os.access(binary, os.X_OK):
         raise BadInputError(f"{safe(binary)}: not executable")
-    system = I686 if _is_i686_file(binary) and system_suffix() != I686 else None
+    system = I686 if is_i686_file(binary) and system_suffix() != I686 else None
     lib_path, stale = library_path(binary, environ, system=system)
     loader = real_loader_i686(environ, _valid_packages(binary)) if system \
         else real_loader(environ)

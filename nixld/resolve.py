@@ -574,13 +574,50 @@ def _remembered_dirs(targets: Sequence[str]) -> list[str]:
     return dirs
 
 
+def _by_word_size(targets: Sequence[str]) -> list[list[str]]:
+    """64-bit (and other) targets, then 32-bit x86 ones: their packages come
+    from different places, so each kind is its own job."""
+    from nixld.launch import is_i686_file
+
+    wide = [t for t in targets if not is_i686_file(t)]
+    narrow = [t for t in targets if is_i686_file(t)]
+    return [g for g in (wide, narrow) if g]
+
+
+def _resolve_each(groups: Sequence[Sequence[str]], opts: Options) -> tuple[int, Outcome | None]:
+    """One resolution per group; the worst exit code and every outcome merged."""
+    worst, merged = ExitCode.OK, None
+    for group in groups:
+        code, outcome = resolve(group, opts)
+        worst = max(worst, code)
+        if outcome is None:
+            continue
+        if merged is None:
+            merged = outcome
+            continue
+        merged.targets += outcome.targets
+        merged.picked += outcome.picked
+        merged.analyses += outcome.analyses
+        merged.entries += outcome.entries
+    return worst, merged
+
+
 def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
     """`nixld-hook resolve`: returns the exit code and what happened."""
-    rep = Reporter(opts.quiet)
     targets: list[str] = []
     for path in paths:
         targets.extend(collect_targets(path))
+    groups = _by_word_size(targets)
+    if len(groups) > 1:
+        return _resolve_each(groups, opts)
     label = paths[0] if len(paths) == 1 else f"{len(targets)} files"
+    return _resolve_job(label, targets, opts)
+
+
+def _resolve_job(label: str, targets: Sequence[str], opts: Options,
+                 ) -> tuple[int, Outcome | None]:
+    """One job: the rounds, then the profile and the entries."""
+    rep = Reporter(opts.quiet)
     if opts.from_hook:
         from nixld import entries
 

@@ -135,7 +135,7 @@ def test_cli_json_and_exit_code(xdg: Path, tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["schema_version"] == 1 and data["ok"] is False
     names = [c["name"] for c in data["checks"]]
-    assert names == ["hook", "shim", "real loader", "database", "nix"]
+    assert names == ["hook", "shim", "real loader", "database", "nix", "32-bit"]
     for check in data["checks"]:
         assert set(check) == {"name", "ok", "detail", "fix"}
         assert check["ok"] or check["fix"]
@@ -153,3 +153,36 @@ def need(condition: object, reason: str) -> None:
     from tests.conftest import need as _need
 
     _need(condition, reason)
+
+
+@pytest.mark.parametrize("shim_there", [False, True])
+def test_32_bit_check_names_what_is_missing(tmp_path: Path, built_shim32: Path,
+                                            shim_there: bool) -> None:
+    """The i686 shim and a 32-bit loader (a copy of libc6-i386's), for real files."""
+    interp = tmp_path / "ld-linux.so.2"
+    if shim_there:
+        shutil.copy2(built_shim32, interp)
+    check = doctor.check_32bit({}, str(interp), machine="x86_64")
+    assert check is not None and not check.ok and check.fix and "enable32Bit" in check.fix
+    assert ("is the nixld i686 shim" if shim_there else "does not exist") in check.detail
+    assert "default /run/current-system/sw/share/nix-ld32/lib/ld.so does not exist" in check.detail
+    wrong = doctor.check_32bit({"NIX_LD_i686_linux": "/lib64/ld-linux-x86-64.so.2"},
+                               str(interp), machine="x86_64")
+    assert wrong is not None and "is x86-64, 64-bit, not a 32-bit x86 loader" in wrong.detail
+    loader = tmp_path / "ld32.so"
+    shutil.copy2("/lib/ld-linux.so.2", loader)
+    good = doctor.check_32bit({"NIX_LD_i686_linux": str(loader)}, str(interp), machine="x86_64")
+    assert good is not None and good.ok is shim_there
+    if shim_there:
+        assert good.detail.startswith("32-bit programs can start:")
+    assert doctor.check_32bit({}, str(interp), machine="aarch64") is None
+
+
+@pytest.fixture(scope="module")
+def built_shim32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tool("make")
+    need_tool("gcc")
+    out = tmp_path_factory.mktemp("shim32") / "nixld-shim"
+    subprocess.run(["make", "-s", "-C", str(REPO / "shim"), "ARCH=i686", f"OUT={out}"],
+                   check=True)
+    return out

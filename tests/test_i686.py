@@ -298,3 +298,11 @@ def test_a_64_bit_library_is_not_taken_for_a_32_bit_binary(world32: dict[str, ob
     problem = i686.check_library(built, "libgreet.so.1")
     assert problem == "lib/libgreet.so.1 is x86-64, 64-bit, not x86, 32-bit"
     assert i686.check_library(built, "libother.so.1") == "has no lib/libother.so.1"
+
+
+def test_mixed_32_and_64_bit_targets_are_two_jobs(world32: dict[str, object]) -> None:
+    from nixld.resolve import _by_word_size
+
+    tool, hello = str(world32["tool"]), str(world32["hello"])
+    assert _by_word_size([tool, "/bin/ls", hello]) == [["/bin/ls"], [tool, hello]]
+    assert _by_word_size([tool]) == [[tool]]
