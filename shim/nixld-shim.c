@@ -286,6 +286,7 @@ static void find_auxv_slots(struct context *c)
 static void init_ctx(struct context *c, uintptr_t *sp)
 {
     memset(c, 0, sizeof *c);
+    c->exe_fd = -1;
     c->sp = sp;
     c->argc = (long)sp[0];
     c->argv = (char **)(sp + 1);
@@ -580,8 +581,8 @@ static void find_entry(struct context *c)
         c->exe_len = (size_t)n;
         find_entries(c, (size_t)n);
     }
-    if (c->exe_fd >= 0)
-        sys_close(c->exe_fd);
+    /* exe_fd stays open until the loader is mapped: then one close_range
+     * closes both (see close_fds). */
 }
 
 /* --- The loader ---------------------------------------------------------- */
@@ -624,6 +625,27 @@ static int prot_of(uint32_t flags)
 {
     return ((flags & 4) ? PROT_READ : 0) | ((flags & 2) ? PROT_WRITE : 0) |
            ((flags & 1) ? PROT_EXEC : 0);
+}
+
+/* Whether the first segment's mapping of the whole span already maps `p` as
+ * it would be mapped on its own: the same protection and the same distance
+ * between file offset and address (as for glibc's ld.so's read-only data). */
+static int already_mapped(const Elf_Phdr *first, const Elf_Phdr *p)
+{
+    return first && prot_of(p->p_flags) == prot_of(first->p_flags) &&
+           p->p_vaddr - p->p_offset == first->p_vaddr - first->p_offset;
+}
+
+/* The loader's fd and the executable's O_PATH fd: usually adjacent, so one
+ * close_range (Linux 5.9) instead of two close. */
+static void close_fds(struct context *c)
+{
+    int lo = c->exe_fd, hi = c->ld_fd;
+    if (lo >= 0 && hi == lo + 1 && !sys_failed(sys_close_range(lo, hi)))
+        return;
+    if (lo >= 0)
+        sys_close(lo);
+    sys_close(hi);
 }
 
 /* Reserves the loader's whole span, then maps each PT_LOAD into it, as the
@@ -685,7 +707,7 @@ static void elf_load(struct context *c)
         int prot = prot_of(p->p_flags);
         uintptr_t start = page_down(p->p_vaddr, page);
         uintptr_t file_end = p->p_vaddr + p->p_filesz, mem_end = p->p_vaddr + p->p_memsz;
-        if (p->p_filesz && p != first) {
+        if (p->p_filesz && p != first && !already_mapped(first, p)) {
             r = sys_mmap((void *)(c->ld_bias + start), page_up(file_end, page) - start, prot,
                          MAP_PRIVATE | MAP_FIXED, c->ld_fd,
                          (long)page_down(p->p_offset, page));
@@ -708,7 +730,7 @@ static void elf_load(struct context *c)
                 die("cannot map loader", c->ld_path, r);
         }
     }
-    sys_close(c->ld_fd);
+    close_fds(c);
     c->ld_entry = c->ld_bias + c->ehdr.e_entry;
 }
 

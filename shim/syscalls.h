@@ -21,6 +21,7 @@ enum {
     SYS_read = 0, SYS_write = 1, SYS_close = 3, SYS_mmap = 9, SYS_munmap = 11,
     SYS_pread64 = 17, SYS_execve = 59, SYS_exit_group = 231, SYS_openat = 257,
     SYS_readlinkat = 267, SYS_statx = 332, SYS_getcwd = 79, SYS_openat2 = 437,
+    SYS_close_range = 436,
 };
 #elif defined(__aarch64__)
 #define NIXLD_SYSTEM "aarch64_linux"
@@ -29,6 +30,7 @@ enum {
     SYS_read = 63, SYS_write = 64, SYS_close = 57, SYS_mmap = 222, SYS_munmap = 215,
     SYS_pread64 = 67, SYS_execve = 221, SYS_exit_group = 94, SYS_openat = 56,
     SYS_readlinkat = 78, SYS_statx = 291, SYS_getcwd = 17, SYS_openat2 = 437,
+    SYS_close_range = 436,
 };
 #elif defined(__i386__)
 #define NIXLD_SYSTEM "i686_linux"
@@ -39,6 +41,7 @@ enum {
     SYS_read = 3, SYS_write = 4, SYS_close = 6, SYS_mmap = 192 /* mmap2 */, SYS_munmap = 91,
     SYS_pread64 = 180, SYS_execve = 11, SYS_exit_group = 252, SYS_openat = 295,
     SYS_readlinkat = 305, SYS_statx = 383, SYS_getcwd = 183, SYS_openat2 = 437,
+    SYS_close_range = 436,
 };
 #else
 #error "nixld-shim supports x86_64, aarch64 and i686"
@@ -102,6 +105,8 @@ static inline long sys_open(const char *path)
 { return nixld_syscall6(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0); }
 static inline long sys_close(int fd)
 { return nixld_syscall6(SYS_close, fd, 0, 0, 0, 0, 0); }
+static inline long sys_close_range(int lo, int hi)
+{ return nixld_syscall6(SYS_close_range, lo, hi, 0, 0, 0, 0); }
 #ifdef NIXLD_MMAP2
 static inline long sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 { return nixld_syscall6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off >> 12); }

@@ -99,6 +99,7 @@ def test_program_sees_a_normal_start(world: World) -> None:
     assert probe(r.stdout, "entry_is_start") == "1"  # AT_ENTRY put back
     assert probe(r.stdout, "base") == str(world.ld)  # AT_BASE is the real loader
     assert probe(r.stdout, "secure") == "0"
+    assert probe(r.stdout, "fds") == "0 1 2"  # the shim's own fds are all closed
     assert [ln[4:] for ln in r.stdout.splitlines() if ln.startswith("arg ")] == [
         program, "one", "two words"]
 

@@ -128,6 +128,7 @@ def test_i686_program_sees_a_normal_start(w32: World32) -> None:
     assert lines_with(r.stdout, "exe ") == [str(w32.program("probe"))]
     assert lines_with(r.stdout, "entry_is_start ") == ["1"]
     assert lines_with(r.stdout, "base ") == [str(w32.ld)]
+    assert lines_with(r.stdout, "fds ") == ["0 1 2"]
     assert lines_with(r.stdout, "env ") == [f"{k}={v}" for k, v in env.items()]
     # Nothing to borrow: the start block grows by 16 bytes (four words here).
     r = w32.run("probe", {"A": "1"})
