@@ -43,10 +43,16 @@ SHIM_MAX_SIZE = 8 << 20
 
 class Problem(enum.Enum):
     INTERPRETER_MISSING = "interpreter-missing"  # PT_INTERP names no file (no shim here)
+    # PT_INTERP is neither a glibc ld.so nor a shim: NixOS's stub-ld (no shim here)
+    INTERPRETER_NOT_A_LOADER = "interpreter-not-a-loader"
     LOADER_MISSING = "loader-missing"  # the shim is there, the real ld.so it loads is not
     LIBRARIES_MISSING = "libraries-missing"  # sonames not found, or lacking versions
     SCRIPT_INTERPRETER_MISSING = "script-interpreter-missing"  # `#!` names no file
     WRONG_ARCHITECTURE = "wrong-architecture"  # a binary this machine cannot run
+
+
+# No loader at the binary's interpreter path: only `nixld-hook run` starts it.
+NO_SHIM_HERE = (Problem.INTERPRETER_MISSING, Problem.INTERPRETER_NOT_A_LOADER)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,27 @@ def is_shim(path: str) -> bool:
             return SHIM_MARKER in f.read()
     except OSError:
         return False
+
+
+def is_glibc_loader(path: str) -> bool:
+    """Does `path` read as glibc's ld.so (never run to find out)? A shared
+    object with no PT_INTERP and no DT_NEEDED defining GLIBC_PRIVATE (libc.so.6
+    defines it too, but needs the loader); stub-ld and the shims are static."""
+    from nixld.elf import read_library
+
+    try:
+        info = read_library(path, symbols=False)
+    except NixldError:
+        return False
+    return (info.type == "ET_DYN" and not info.interpreter and not info.needed
+            and "GLIBC_PRIVATE" in info.version_defs)
+
+
+def is_not_a_loader(path: str) -> bool:
+    """An interpreter that exists but loads nothing: NixOS's stub-ld, which
+    only says it cannot run the program, or anything neither glibc's ld.so
+    nor a nix-ld-compatible shim."""
+    return os.path.exists(path) and not is_shim(path) and not is_glibc_loader(path)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -154,6 +181,9 @@ def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
     if not os.path.exists(info.interpreter):
         return Finding(Problem.INTERPRETER_MISSING, program, info.interpreter, missing, too_old)
     if not _emulated(info.interpreter, closure.env.real_loader):
+        if is_not_a_loader(info.interpreter):
+            return Finding(Problem.INTERPRETER_NOT_A_LOADER, program, info.interpreter,
+                           missing, too_old)
         return None
     if not closure.real_loader_exists:
         return Finding(Problem.LOADER_MISSING, program, closure.env.real_loader, missing, too_old)
@@ -206,11 +236,13 @@ def summary_line(finding: Finding) -> str:
                 f"use `#!/usr/bin/env {safe(base)}`, or run: {safe(base)} {safe(finding.shown)}")
     if problem is Problem.WRONG_ARCHITECTURE:
         return f"nixld-hook: {name}: {safe(finding.detail or 'built for another machine')}"
-    if problem is Problem.INTERPRETER_MISSING:
+    if problem in NO_SHIM_HERE:
         also = (f"; it also lacks {_lacks(finding)}: first run: {resolve}"
                 if finding.missing else "")
-        return (f"nixld-hook: {name} needs the ELF interpreter {interp}, which does not exist "
-                f"here: enable the shim (NixOS: {SHIM_ENABLE}), or run: {run}{also}")
+        what = ("which does not exist here" if problem is Problem.INTERPRETER_MISSING
+                else "which is no loader here (NixOS's stub-ld: no shim is enabled)")
+        return (f"nixld-hook: {name} needs the ELF interpreter {interp}, {what}: "
+                f"enable the shim (NixOS: {SHIM_ENABLE}), or run: {run}{also}")
     if problem is Problem.LOADER_MISSING:
         return (f"nixld-hook: {name} started through the shim, but the real loader {interp} "
                 "does not exist: set NIX_LD to a glibc ld.so (the NixOS module does)")
@@ -267,7 +299,7 @@ def run_again_argv(finding: Finding) -> list[str]:
     interpreter exists to start it plainly."""
     command = finding.program.command
     argv = [str(finding.program.path), *command.args]
-    if finding.problem is Problem.INTERPRETER_MISSING:
+    if finding.problem in NO_SHIM_HERE:
         return [sys.executable, "-m", "nixld", "run", *argv]
     return argv
 
@@ -280,7 +312,7 @@ def _offer_to_run(finding: Finding, request: Request, *, auto: bool, rerun: bool
         return  # auto-accept asks nothing; re-runs are a separate opt-in
     if not auto:
         shown = (_cmd("nixld-hook", "run", finding.shown, *finding.program.command.args)
-                 if finding.problem is Problem.INTERPRETER_MISSING
+                 if finding.problem in NO_SHIM_HERE
                  else _cmd(finding.shown, *finding.program.command.args))
         from nixld.prompt import confirm
 
@@ -296,14 +328,15 @@ def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
     if not callable(resolver) or not (auto or _interactive()):
         print(summary_line(finding), file=err)
         return
-    if finding.problem is Problem.INTERPRETER_MISSING:
-        print(summary_line(finding), file=err)
+    if finding.problem in NO_SHIM_HERE:
+        print(summary_line(finding), file=err)  # how to make a plain run work: once
+        if not finding.missing:
+            return  # resolved already: the line says `nixld-hook run`, nothing to ask
     if finding.missing and resolver(str(finding.program.path)) != 0:
         return
     # "no" and "never" return too; only a binary that now resolves is run.
     after = diagnose(finding.program, os.environ)
-    if after is not None and (after.problem is not Problem.INTERPRETER_MISSING
-                              or after.missing):
+    if after is not None and (after.problem not in NO_SHIM_HERE or after.missing):
         return
     auto, rerun = _auto_accept()  # "always" at the prompt has just turned it on
     _offer_to_run(finding, request, auto=auto, rerun=rerun)
@@ -312,7 +345,7 @@ def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
 def report(findings: Sequence[Finding], request: Request, err: TextIO | None = None) -> None:
     out = err or sys.stderr
     for finding in findings:
-        if finding.problem in (Problem.LIBRARIES_MISSING, Problem.INTERPRETER_MISSING) \
+        if finding.problem in (Problem.LIBRARIES_MISSING, *NO_SHIM_HERE) \
                 and not finding.program.command.sudo:
             _resolve_one(finding, request, out)
         else:

@@ -290,3 +290,75 @@ def test_handle_usage_error_is_one_line() -> None:
     result = run_cli("handle", "--status", "127")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+# --- behind NixOS's stub-ld ------------------------------------------------------
+
+STUB_MESSAGE = ("NixOS cannot run dynamically linked executables intended for generic\n"
+                "linux environments out of the box. For more information, see:\n"
+                "https://nix.dev/permalink/stub-ld\n")
+
+
+@pytest.fixture(scope="module")
+def stub_ld(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fixtures.build import build_stub_ld
+
+    need_tool("gcc")
+    # Not at /lib64, and under another name: it is judged by what it is.
+    return build_stub_ld(tmp_path_factory.mktemp("stub"), name="some-interpreter")
+
+
+def behind(interpreter: Path, binary: Path, dest: Path) -> Path:
+    shutil.copy2(binary, dest)
+    subprocess.run(["patchelf", "--set-interpreter", str(interpreter), str(dest)], check=True)
+    return dest
+
+
+def test_the_stub_ld_stand_in_behaves_like_the_real_one(broken: Broken, stub_ld: Path) -> None:
+    tool = behind(stub_ld, broken.needs_lib, broken.dir / "stubbed-needs-lib")
+    run = subprocess.run(["./stubbed-needs-lib", "--version"], cwd=broken.dir,
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 127
+    assert run.stderr == ("Could not start dynamically linked executable: ./stubbed-needs-lib\n"
+                          + STUB_MESSAGE)
+    assert tool.exists()
+
+
+def test_behind_stub_ld_one_line_names_the_missing_libraries(broken: Broken,
+                                                              stub_ld: Path) -> None:
+    behind(stub_ld, broken.needs_lib, broken.dir / "stubbed-needs-lib")
+    result = handle(broken, "./stubbed-needs-lib --version")
+    assert result.stderr == (
+        f"nixld-hook: ./stubbed-needs-lib needs the ELF interpreter {stub_ld}, which is no "
+        "loader here (NixOS's stub-ld: no shim is enabled): enable the shim (NixOS: "
+        "programs.nixld.enable = true;), or run: nixld-hook run ./stubbed-needs-lib; it also "
+        "lacks libnixldfix.so.1: first run: nixld-hook resolve ./stubbed-needs-lib\n")
+
+
+def test_behind_stub_ld_with_every_library_one_line_to_run_it(broken: Broken,
+                                                               stub_ld: Path) -> None:
+    hello = behind(stub_ld, broken.bad_interp, broken.dir / "stubbed-hello")
+    result = handle(broken, "./stubbed-hello")
+    assert result.stderr.splitlines() == [
+        f"nixld-hook: ./stubbed-hello needs the ELF interpreter {stub_ld}, which is no loader "
+        "here (NixOS's stub-ld: no shim is enabled): enable the shim (NixOS: "
+        "programs.nixld.enable = true;), or run: nixld-hook run ./stubbed-hello"]
+    assert hello.exists()
+
+
+def test_what_an_interpreter_is_comes_from_its_bytes(broken: Broken, stub_ld: Path,
+                                                     tmp_path: Path) -> None:
+    from nixld.handle import is_glibc_loader, is_not_a_loader
+
+    assert is_glibc_loader(str(broken.loader)) and not is_not_a_loader(str(broken.loader))
+    assert not is_glibc_loader(str(stub_ld)) and is_not_a_loader(str(stub_ld))
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"  # defines GLIBC_PRIVATE, needs the loader
+    assert not is_glibc_loader(libc) and is_not_a_loader(libc)
+    # glibc's loader renamed at a path named like stub-ld is still a loader:
+    # a plain loader not named by NIX_LD is not judged.
+    odd = tmp_path / "stub-ld"
+    shutil.copy2(broken.loader, odd)
+    assert is_glibc_loader(str(odd))
+    behind(odd, broken.bad_interp, broken.dir / "odd-hello")
+    assert handle(broken, "./odd-hello").stderr == ""
+    assert not is_not_a_loader(str(tmp_path / "nothing-here"))
