@@ -87,6 +87,9 @@ class Finding:
 # --- 2. static analysis ---------------------------------------------------------
 
 
+I686_DETAIL = "32-bit x86"  # a LOADER_MISSING finding's detail for a 32-bit program
+
+
 def is_shim(path: str) -> bool:
     """True if `path` is nix-ld or our shim rather than a plain glibc loader.
 
@@ -136,13 +139,22 @@ def _emulated(interpreter: str, real_loader: str) -> bool:
     return is_shim(interpreter) or _same_file(interpreter, real_loader)
 
 
+def _served_as_i686(info: ElfInfo) -> bool:
+    """A 32-bit x86 program on x86_64: resolved like a native one (nixld.i686)."""
+    from nixld.i686 import is_i686
+
+    return is_i686(info) and os.uname().machine == "x86_64"
+
+
 def _closure(info: ElfInfo, path: str, environ: Mapping[str, str], *,
              user_entries: bool) -> Closure:
+    from nixld import i686
     from nixld.analysis import loader_env_for
     from nixld.loader import LoaderEnv, resolve_closure
 
-    env = (loader_env_for(path, environ) if user_entries
-           else LoaderEnv.from_environ(environ))
+    machine = i686.MACHINE if i686.is_i686(info) else None
+    env = (loader_env_for(path, environ, info=info) if user_entries
+           else LoaderEnv.from_environ(environ, machine=machine))
     return resolve_closure(info, env)
 
 
@@ -171,7 +183,7 @@ def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
             return None
         return Finding(Problem.SCRIPT_INTERPRETER_MISSING, program, info.interpreter)
     compat = host_compat(info)
-    if compat is not None:
+    if compat is not None and not _served_as_i686(info):
         return Finding(Problem.WRONG_ARCHITECTURE, program, info.interpreter, detail=compat)
     if info.is_static or not info.interpreter:
         return None
@@ -186,7 +198,8 @@ def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
                            missing, too_old)
         return None
     if not closure.real_loader_exists:
-        return Finding(Problem.LOADER_MISSING, program, closure.env.real_loader, missing, too_old)
+        return Finding(Problem.LOADER_MISSING, program, closure.env.real_loader, missing, too_old,
+                       detail=I686_DETAIL if _served_as_i686(info) else None)
     if missing or too_old:
         return Finding(Problem.LIBRARIES_MISSING, program, info.interpreter, missing, too_old)
     return None
@@ -244,8 +257,10 @@ def summary_line(finding: Finding) -> str:
         return (f"nixld-hook: {name} needs the ELF interpreter {interp}, {what}: "
                 f"enable the shim (NixOS: {SHIM_ENABLE}), or run: {run}{also}")
     if problem is Problem.LOADER_MISSING:
+        variable = "NIX_LD_i686_linux to a 32-bit" if finding.detail == I686_DETAIL \
+            else "NIX_LD to a"
         return (f"nixld-hook: {name} started through the shim, but the real loader {interp} "
-                "does not exist: set NIX_LD to a glibc ld.so (the NixOS module does)")
+                f"does not exist: set {variable} glibc ld.so (the NixOS module does)")
     text = f"nixld-hook: {name} lacks {_lacks(finding)}" if finding.missing else \
         f"nixld-hook: {name} needs {', '.join(finding.glibc_too_old)}, newer than this glibc"
     if finding.program.command.sudo:

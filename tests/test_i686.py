@@ -306,3 +306,22 @@ def test_mixed_32_and_64_bit_targets_are_two_jobs(world32: dict[str, object]) ->
     tool, hello = str(world32["tool"]), str(world32["hello"])
     assert _by_word_size([tool, "/bin/ls", hello]) == [["/bin/ls"], [tool, hello]]
     assert _by_word_size([tool]) == [[tool]]
+
+
+def test_the_hook_handler_offers_to_resolve_a_32_bit_binary(world32: dict[str, object],
+                                                             tmp_path: Path) -> None:
+    """No shim at the 32-bit interpreter path (NixOS without the module): the
+    handler names what is missing and the commands, instead of "another machine"."""
+    tool, env = world32["tool"], world32["env"]
+    assert isinstance(tool, Path) and isinstance(env, dict)
+    moved = tmp_path / "bin" / "game"
+    moved.parent.mkdir()
+    shutil.copy2(tool, moved)
+    subprocess.run([need_tool("patchelf"), "--set-interpreter", "/lib/nixld-none/ld-linux.so.2",
+                    str(moved)], check=True)
+    result = run_cli("handle", "--shell", "bash", "--status", "127", "--cwd",
+                     str(moved.parent), "--", "./game", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "needs the ELF interpreter /lib/nixld-none/ld-linux.so.2" in result.stderr
+    assert "it also lacks libgreet.so.1: first run: nixld-hook resolve ./game" in result.stderr
+    assert "another machine" not in result.stderr and "cannot use 64-bit" not in result.stderr
