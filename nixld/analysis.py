@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from nixld.loader import Closure, ElfCache, LoaderEnv
     from nixld.pkgsi686 import I686Choice, PlanItem32
     from nixld.rank import Ranking
+    from nixld.runtime import Root, RootNeeds
 
 HOW_TO_GET_DATABASE = (
     "download a prebuilt one from nix-community/nix-index-database as "
@@ -49,6 +50,8 @@ class Analysis:
     # try (nixld.pkgsi686), and the plan made of their first ones.
     i686: dict[str, I686Choice] | None = None
     plan32: list[PlanItem32] = field(default_factory=list)
+    # What the process loads at run time besides the closure (nixld.runtime).
+    runtime: list[RootNeeds] = field(default_factory=list)
 
     def raise_database_error(self) -> None:
         if self.database_error:
@@ -56,7 +59,31 @@ class Analysis:
 
     @property
     def missing_sonames(self) -> list[str]:
-        return [n.soname for n in self.closure.missing] if self.closure else []
+        """What the process lacks: the closure's, then the required roots'."""
+        if self.closure is None:
+            return []
+        found = [n.soname for n in self.closure.missing]
+        for needs in self.runtime:
+            if needs.root.priority == "required":
+                found += needs.missing_sonames
+        return list(dict.fromkeys(found))
+
+    @property
+    def optional_needs(self) -> list[RootNeeds]:
+        """Roots not installed without asking (recommended, suggested) that lack something."""
+        return [n for n in self.runtime if n.root.priority != "required" and n.missing]
+
+    def closures(self) -> list[Closure]:
+        """The executable's closure and those of the roots its process must load."""
+        if self.closure is None:
+            return []
+        return [self.closure, *(n.closure for n in self.runtime
+                                if n.closure is not None and n.root.priority == "required")]
+
+    def all_closures(self) -> list[Closure]:
+        """Every closure, the optional roots' too (what the entry may use)."""
+        return [] if self.closure is None else [
+            self.closure, *(n.closure for n in self.runtime if n.closure is not None)]
 
 
 def loader_env_for(path: str, env: Mapping[str, str] | None = None,
@@ -107,22 +134,43 @@ def entry_dirs_for(path: str) -> list[str]:
 
 def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
                     extra_dirs: Sequence[str] = (), cache: ElfCache | None = None,
-                    loader: tuple[str, str] | None = None) -> Analysis:
+                    loader: tuple[str, str] | None = None,
+                    roots: Sequence[Root] = ()) -> Analysis:
     """Read `path` and, for a dynamic ELF, emulate the loader (no ranking).
 
     `cache` carries parsed ELF facts across calls (the rounds of a resolution
     analyse the same files again with more directories); `loader` is a 32-bit
-    loader a resolution built (see loader_env_for).
+    loader a resolution built (see loader_env_for). An executable's run-time
+    roots (its .note.dlopen, its own tree, and `roots`) are analysed too.
     """
     from nixld.elf import ScriptInfo, read_binary
-    from nixld.loader import resolve_closure
+    from nixld.loader import ElfCache, resolve_closure
 
     info = read_binary(path)
     result = Analysis(path=path, info=info)
     if not isinstance(info, ScriptInfo) and not info.is_static:
+        cache = cache or ElfCache()
         loader_env = loader_env_for(path, env, extra_dirs, info=info, loader=loader)
         result.closure = resolve_closure(info, loader_env, cache=cache)
+        if info.interpreter is not None:
+            result.runtime = runtime_needs(result, loader_env, cache, roots, env)
     return result
+
+
+def runtime_needs(result: Analysis, loader_env: LoaderEnv, cache: ElfCache,
+                  roots: Sequence[Root], env: Mapping[str, str] | None) -> list[RootNeeds]:
+    """The executable's run-time roots, each analysed as its process loads it."""
+    from nixld import runtime
+    from nixld.elf import ElfInfo
+    from nixld.trace import recorded_roots
+
+    info, closure = result.info, result.closure
+    assert isinstance(info, ElfInfo) and closure is not None
+
+    found = [*runtime.note_roots(info), *runtime.tree_roots(info, closure, cache, env),
+             *recorded_roots(info.path), *roots]
+    unique = list(dict.fromkeys(found))
+    return runtime.analyse_roots(unique, info, closure, loader_env, cache)
 
 
 def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
@@ -131,7 +179,7 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
     result = analyse_closure(path, env=env, extra_dirs=extra_dirs)
     if result.closure is None:
         return result
-    missing = result.closure.missing
+    missing = result.missing_sonames
     db_file = paths.database_file(db)
     result.database = db_file
     from nixld.elf import host_compat
@@ -152,10 +200,10 @@ def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None =
         # Reported after the analysis is shown: the tree is still worth seeing.
         more = f" and {len(missing) - 1} more are" if len(missing) > 1 else " is"
         result.database_error = (
-            f"{safe(missing[0].soname)}{more} missing, but there is no nix-index database at "
+            f"{safe(missing[0])}{more} missing, but there is no nix-index database at "
             f"{safe(db_file)}: {HOW_TO_GET_DATABASE}")
         return result
-    result.ranking = rank_missing(result.closure, db_file)
+    result.ranking = rank_analysis(result, db_file)
     if _is_i686(result.closure.binary):
         map_to_i686(result)
     return result
@@ -189,6 +237,35 @@ def _object(closure: Closure, path: str) -> ElfInfo | None:
         return closure.objects.library(path)
     except BadInputError:  # already reported by the loader
         return None
+
+
+def rank_analysis(result: Analysis, db_file: Path) -> Ranking:
+    """Rank what the process lacks: the closure's and the required roots' needs."""
+    closures = result.closures()
+    return rank_sonames(result.missing_sonames, merged_versions(closures), db_file,
+                        symbols=lambda: merged_symbols(closures))
+
+
+def merged_versions(closures: Sequence[Closure]) -> dict[str, list[str]]:
+    """required_versions of several closures of one process, merged."""
+    merged: dict[str, list[str]] = {}
+    for closure in closures:
+        for soname, versions in required_versions(closure).items():
+            have = merged.setdefault(soname, [])
+            have.extend(v for v in versions if v not in have)
+    return merged
+
+
+def merged_symbols(closures: Sequence[Closure]) -> dict[str, list[str]]:
+    """required_symbols of one process's closures: each judged against what the
+    whole process has loaded (the executable, its closure, the roots')."""
+    loaded = [c.binary.path for c in closures[:1]]
+    loaded += [n.path for c in closures for n in c.needed if n.path]
+    merged: dict[str, list[str]] = {}
+    for closure in closures:
+        for soname, syms in required_symbols(closure, loaded).items():
+            merged.setdefault(soname, []).extend(syms)
+    return merged
 
 
 def rank_missing(closure: Closure, db_file: Path) -> Ranking:
@@ -225,13 +302,16 @@ def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
     return rank_candidates(providers, version_check=check)
 
 
-def required_symbols(closure: Closure) -> dict[str, list[str]]:
+def required_symbols(closure: Closure,
+                     loaded: Sequence[str] = ()) -> dict[str, list[str]]:
     """Per missing soname without version requirements: the undefined symbols
-    of the objects that need it which no resolved library of the closure
-    exports. A candidate must export these (ld.so binds unversioned symbols
-    to whichever loaded library has them)."""
+    of the objects that need it which nothing the process has loaded exports:
+    the closure's resolved libraries and `loaded` (the executable and the
+    other closures of the process: an extension module's Py* symbols come
+    from the interpreter). A candidate must export these (ld.so binds
+    unversioned symbols to whichever loaded object has them)."""
     versioned = required_versions(closure)
-    resolved = [n.path for n in closure.needed if n.path]
+    resolved = list(dict.fromkeys([*loaded, *(n.path for n in closure.needed if n.path)]))
     exported: set[str] = set()
     for path in resolved:
         exported.update(library_facts(path)[1])

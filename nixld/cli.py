@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "analyse a binary: what it needs, what is missing, who provides it"),
     "resolve": ("resolve", "install what a binary lacks and remember it for the next run"),
     "run": ("run", "run a binary with its resolved libraries through the real loader"),
+    "trace": ("trace", "run a program once to see what it loads at run time, and resolve it"),
     "list": ("manage", "list binaries with remembered resolutions"),
     "forget": ("manage", "remove a binary's resolution and the libraries only it used"),
     "upgrade": ("manage", "re-resolve entries against the current database"),

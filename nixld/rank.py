@@ -29,6 +29,7 @@ against the version requirements of the objects that need them (their
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -54,6 +55,21 @@ CLAIM_REASONS = {
     ownership.LINKED: "owns it: a link to a library it owns",
     ownership.BEST_PROVIDER: "owns it: the top-level package shipping it that is no bundle",
 }
+
+
+# Driver libraries are the system's: on NixOS they come only from the graphics
+# driver (hardware.graphics) in /run/opengl-driver/lib (and -32/lib), never
+# from a package, since they must match the kernel module and the hardware.
+# The dispatchers that find them (libglvnd's libGL, libEGL, libGLX, libOpenGL;
+# vulkan-loader's libvulkan) are ordinary packages.
+OPENGL_DRIVER_DIRS = ("/run/opengl-driver/lib", "/run/opengl-driver-32/lib")
+_DRIVER = re.compile(r"^(?:lib(?:cuda|nvcuvid|nvidia-[\w.-]+|GLX_\w+|EGL_\w+|GLESv[12]\w*_\w+"
+                     r"|vdpau_\w+)|\w+_dri|\w+_drv_video)\.so(?:\.[\d.]+)?$")
+
+
+def is_driver_library(soname: str) -> bool:
+    """True for a vendor or driver library: no package may provide it."""
+    return _DRIVER.match(soname) is not None
 
 
 def canonical_attr(attrs: Iterable[str]) -> str:
@@ -277,6 +293,8 @@ def _greedy_cover(eligible: dict[str, list[Candidate]]) -> set[str]:
 def _candidates(soname: str, provs: Sequence[Provider],
                 check: VersionCheck | None) -> list[Candidate]:
     """Rule 1: one candidate per store path (lib/ and lib64/, and aliases, merged)."""
+    if is_driver_library(soname):  # the system's graphics driver provides it, or nothing
+        return []
     by_path: dict[str, list[Provider]] = {}
     for prov in provs:
         by_path.setdefault(prov.store_path.path, []).append(prov)

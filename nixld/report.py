@@ -10,10 +10,11 @@ through `safe()` before it reaches the terminal.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nixld import runtime
 from nixld.text import safe
 
 if TYPE_CHECKING:
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
     from nixld.elf import ElfInfo
     from nixld.loader import Closure, Needed, VersionProblem
     from nixld.pkgsi686 import I686Choice
-    from nixld.rank import Candidate, Ranking
+    from nixld.rank import Candidate, Choice, Ranking
+    from nixld.runtime import RootNeeds
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # How many candidates the human report lists per soname (JSON has them all).
 SHOWN_CANDIDATES = 5
 
@@ -43,6 +45,7 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
         "missing": [],
         "plan": [],
         "dlopen_hints": [],
+        "runtime": [],
         "interpreter": None,
         "complete": True,
         "database": str(analysis.database) if analysis.database else None,
@@ -93,13 +96,47 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
         })
         if analysis.i686 is not None and need.soname in analysis.i686:
             missing[-1]["i686"] = analysis.i686[need.soname].to_json()
+    missing += _runtime_missing_json(analysis, choices)
     doc["missing"] = missing
+    doc["runtime"] = [_runtime_json(n) for n in analysis.runtime]
     if analysis.i686 is not None:
         doc["plan"] = [p.to_json() for p in analysis.plan32]
     elif analysis.ranking:
         doc["plan"] = [p.to_json() for p in analysis.ranking.plan]
-    doc["complete"] = closure.complete
+    doc["complete"] = closure.complete and not any(
+        n.missing for n in analysis.runtime if n.root.priority == "required")
     return doc
+
+
+def _runtime_json(needs: RootNeeds) -> dict[str, Any]:
+    return {**needs.root.to_json(), "satisfied_by": needs.satisfied_by, "error": needs.error,
+            "missing": [{"soname": n.soname, "needed_by": list(n.needed_by)}
+                        for n in needs.missing],
+            "installed_by_default": needs.root.priority == "required"}
+
+
+def _runtime_missing_json(analysis: Analysis,
+                          choices: Mapping[str, Choice]) -> list[dict[str, Any]]:
+    """The required roots' needs the closure does not already list."""
+    seen = {n.soname for n in analysis.closure.missing} if analysis.closure else set()
+    out = []
+    for needs in analysis.runtime:
+        if needs.root.priority != "required":
+            continue
+        for need in needs.missing:
+            if need.soname in seen:
+                continue
+            seen.add(need.soname)
+            choice = choices.get(need.soname)
+            cands = [c for c in choice.candidates if not c.dropped] if choice else []
+            out.append({
+                "soname": need.soname, "needed_by": list(need.needed_by),
+                "reason": "not-found" if need.path is None else "missing-version",
+                "candidates": [c.to_json() for c in cands],
+                "chosen": choice.chosen.to_json() if choice and choice.chosen else None,
+                "root": needs.root.label,
+            })
+    return out
 
 
 def _elf_json(info: ElfInfo) -> dict[str, Any]:
@@ -202,18 +239,47 @@ def render_text(analysis: Analysis, *, colour: bool = False) -> str:
         lines.extend(_tree_lines(analysis.path, closure, st))
         lines.extend(_problem_lines(closure, st))
         lines.extend(_missing_lines(analysis, closure, st))
-    if info.dlopen:
-        lines.append("")
-        lines.append("loaded at run time with dlopen (not checked above; add with --with):")
-        for hint in info.dlopen:
-            what = ", ".join(safe(s) for s in hint.sonames)
-            extra = f" ({safe(hint.priority)})" if hint.priority else ""
-            desc = f": {safe(hint.description)}" if hint.description else ""
-            lines.append(f"  {what}{extra}{desc}")
+    lines.extend(_runtime_lines(analysis, st))
     if analysis.warnings:
         lines.append("")
         lines.extend(f"warning: {safe(w)}" for w in analysis.warnings)
     return "\n".join(lines) + "\n"
+
+
+RUNTIME_SOURCES = {"note": ".note.dlopen", "plugin": "plugin of its own tree",
+                   "library": "library of its own tree", "extension": "extension module",
+                   "with": "--with", "trace": "seen by trace"}
+
+
+def _runtime_lines(analysis: Analysis, st: Style) -> list[str]:
+    """What the process loads at run time, grouped: installed by resolve, offered, fine."""
+    if not analysis.runtime:
+        return []
+    lacking = [n for n in analysis.runtime if n.missing or n.error]
+    lines = ["", f"loaded at run time: {len(analysis.runtime)} object"
+                 f"{'s' if len(analysis.runtime) != 1 else ''} found "
+                 f"({_runtime_counts(analysis.runtime)}), {len(lacking)} lacking something"]
+    for needs in lacking[:MAX_RUNTIME_LINES]:
+        how = (st.red("resolve installs") if needs.root.priority == "required"
+               else st.yellow(f"{needs.root.priority}, offered"))
+        lines.append(f"  {runtime.describe(needs)} [{RUNTIME_SOURCES[needs.root.source]}; "
+                     f"{how}]")
+    if len(lacking) > MAX_RUNTIME_LINES:
+        lines.append(f"  ... and {len(lacking) - MAX_RUNTIME_LINES} more (--json lists all)")
+    for needs in analysis.runtime:
+        if needs.root.source in ("note", "trace", "with") and not (needs.missing or needs.error):
+            lines.append(f"  {runtime.describe(needs)} [{RUNTIME_SOURCES[needs.root.source]}]")
+    return lines
+
+
+MAX_RUNTIME_LINES = 20
+
+
+def _runtime_counts(found: Iterable[RootNeeds]) -> str:
+    counts: dict[str, int] = {}
+    for needs in found:
+        counts[needs.root.source] = counts.get(needs.root.source, 0) + 1
+    return ", ".join(f"{n} {RUNTIME_SOURCES[s]}" for s, n in counts.items())
 
 
 def _describe(info: ElfInfo) -> str:
@@ -433,6 +499,7 @@ def to_json_many(label: str, analyses: list[Analysis], ranking: Ranking | None) 
     merged: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "binary": label, "kind": "dynamic",
         "interpreter": None, "needed": [], "missing": [], "dlopen_hints": [],
+        "runtime": [r for d in docs for r in d.get("runtime", [])],
         "plan": [p.to_json() for p in ranking.plan] if ranking else [],
         "complete": all(d["complete"] for d in docs),
         "warnings": sorted({w for d in docs for w in d["warnings"]}),

@@ -22,7 +22,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +35,11 @@ if TYPE_CHECKING:
     from nixld.entries import Entry
     from nixld.loader import ElfCache
     from nixld.rank import Candidate, PlanItem, Ranking
+    from nixld.runtime import Root
 
-# GPU libraries come from the NixOS driver, not from a package (hardware.graphics).
-OPENGL_DRIVER_DIR = "/run/opengl-driver/lib"
-GPU_SONAMES = ("libGL.so.1", "libEGL.so.1", "libGLX.so.0", "libvulkan.so.1", "libcuda.so.1",
-               "libGLESv2.so.2", "libnvidia-ml.so.1", "libOpenCL.so.1")
+# target -> the run-time roots the resolution adds to it (extension modules, --with)
+Roots = dict[str, list["Root"]]
+
 MAX_ROUNDS = 8
 
 
@@ -52,6 +52,8 @@ class Options:
     from_hook: bool = False  # asked by the shell hook: honour "never"
     dry_run: bool = False
     remembered: bool = True  # reuse a choice remembered for the same content
+    # target -> run-time roots the resolution adds (a venv's extension modules)
+    roots: Roots = field(default_factory=dict)
 
 
 @dataclass
@@ -109,9 +111,35 @@ class Reporter:
 
 
 def collect_targets(path: str) -> list[str]:
-    """A file is its own target; a directory gives every dynamic ELF inside it."""
+    """The executables `path` stands for (see collect)."""
+    return list(collect(path))
+
+
+def collect(path: str) -> Roots:
+    """A file is its own target; a directory gives its executables (a shared
+    object gets no entry: the shim reads only the executable's, and the
+    executable's analysis covers what it loads); a venv or site-packages
+    directory gives its interpreters, with its extension modules as roots."""
     if not os.path.isdir(path):
-        return [path]
+        return {path: []}
+    from nixld import runtime
+
+    env = runtime.python_env(path)
+    if env is not None:
+        modules = runtime.extension_roots(env.site_packages)
+        return {interpreter: list(modules) for interpreter in env.interpreters}
+    return {target: [] for target in _executables(path)}
+
+
+def _collect_all(paths: Sequence[str]) -> Roots:
+    roots: Roots = {}
+    for path in paths:
+        for target, extra in collect(path).items():
+            roots.setdefault(target, []).extend(extra)
+    return roots
+
+
+def _executables(path: str) -> list[str]:
     from nixld.elf import ElfInfo, read_binary
 
     found: list[str] = []
@@ -127,10 +155,10 @@ def collect_targets(path: str) -> list[str]:
                 info = read_binary(full)
             except BadInputError:
                 continue
-            if isinstance(info, ElfInfo) and not info.is_static and info.needed:
+            if isinstance(info, ElfInfo) and info.interpreter is not None and info.needed:
                 found.append(full)
     if not found:
-        raise BadInputError(f"{safe(path)}: no dynamically linked ELF files in this directory")
+        raise BadInputError(f"{safe(path)}: no dynamically linked executables in this directory")
     return found
 
 
@@ -148,35 +176,23 @@ def _has_elf_magic(path: str) -> bool:
 
 
 def _analyse_all(targets: Sequence[str], dirs: Sequence[str],
-                 cache: ElfCache | None = None,
-                 loader: tuple[str, str] | None = None) -> list[Analysis]:
+                 cache: ElfCache | None = None, loader: tuple[str, str] | None = None,
+                 roots: Roots | None = None) -> list[Analysis]:
     from nixld.analysis import analyse_closure
 
-    return [analyse_closure(t, extra_dirs=dirs, cache=cache, loader=loader) for t in targets]
+    roots = roots or {}
+    return [analyse_closure(t, extra_dirs=dirs, cache=cache, loader=loader,
+                            roots=roots.get(t, ())) for t in targets]
 
 
 def _rank_all(analyses: Sequence[Analysis], db: str | None,
               exclude: set[tuple[str, str]]) -> Ranking | None:
     from nixld import paths
-    from nixld.analysis import (
-        HOW_TO_GET_DATABASE,
-        rank_sonames,
-        required_symbols,
-        required_versions,
-    )
+    from nixld.analysis import HOW_TO_GET_DATABASE, merged_symbols, merged_versions, rank_sonames
     from nixld.errors import DatabaseError
 
-    sonames: list[str] = []
-    required: dict[str, list[str]] = {}
-    for analysis in analyses:
-        if analysis.closure is None:
-            continue
-        for soname in analysis.missing_sonames:
-            if soname not in sonames:
-                sonames.append(soname)
-        for soname, versions in required_versions(analysis.closure).items():
-            required.setdefault(soname, []).extend(v for v in versions
-                                                   if v not in required.get(soname, []))
+    sonames = list(dict.fromkeys(s for a in analyses for s in a.missing_sonames))
+    required = merged_versions([c for a in analyses for c in a.closures()])
     if not sonames:
         return None
     db_file = paths.database_file(db)
@@ -184,10 +200,9 @@ def _rank_all(analyses: Sequence[Analysis], db: str | None,
         raise DatabaseError(f"no nix-index database at {db_file}: {HOW_TO_GET_DATABASE}")
     def symbols() -> dict[str, list[str]]:
         merged: dict[str, list[str]] = {}
-        for analysis in analyses:
-            if analysis.closure is not None:
-                for soname, syms in required_symbols(analysis.closure).items():
-                    merged.setdefault(soname, []).extend(syms)
+        for analysis in analyses:  # each process judged against what it loads
+            for soname, syms in merged_symbols(analysis.closures()).items():
+                merged.setdefault(soname, []).extend(syms)
         return merged
 
     return rank_sonames(sonames, required, db_file, exclude=exclude, symbols=symbols)
@@ -375,9 +390,13 @@ def _first_answer(outcome: Outcome, ranking: Ranking, opts: Options, rep: Report
 
 def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                label: str, start_dirs: Sequence[str] = ()) -> Outcome:
-    """Rounds 1-5 above, until complete or nothing more can be found."""
+    """Rounds 1-5 above, until complete or nothing more can be found.
+
+    --with's sonames are roots of every target: looked up like missing ones,
+    and their own missing libraries resolved in the next round."""
     from nixld.loader import ElfCache
 
+    roots = _with_roots(targets, opts, opts.roots)
     cache = ElfCache()  # each round reads the same files again: parse them once
     job32: Job32 | None = None
     picked: list[Picked] = []
@@ -388,7 +407,9 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
     extra = _with_requests(opts, rep, dirs, picked)
     outcome.always_dirs.extend(dirs[len(start_dirs):])
     for round_no in range(1, MAX_ROUNDS + 1):
-        outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None)
+        outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None,
+                                        roots)
+        _add_driver_dir(outcome.analyses, dirs, rep)
         ranking = _rank_all(outcome.analyses, opts.db, exclude)
         job32 = job32 or Job32.of(outcome.analyses)
         if ranking is None and not extra and not (job32 and job32.lacks_loader(outcome.analyses)):
@@ -426,7 +447,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
                 outcome.always_dirs.append(pick.lib_dir)
         if not got and not any(ranking.choices.values()):
             break
-    outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None)
+    outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None, roots)
     outcome.dirs = dirs
     outcome.failed = {soname for soname, _ in exclude}
     return outcome
@@ -453,32 +474,40 @@ def _insert_position(pick: Picked, analyses: Sequence[Analysis], dirs: Sequence[
     return position
 
 
+def _with_roots(targets: Sequence[str], opts: Options, roots: Roots) -> Roots:
+    """--with's sonames as required roots of every target."""
+    from nixld.runtime import soname_roots
+
+    sonames = [w for w in opts.with_ if ".so" in w]
+    if not sonames:
+        return roots
+    extra = soname_roots(sonames, "with")
+    return {t: [*roots.get(t, []), *extra] for t in targets}
+
+
+def _add_driver_dir(analyses: Sequence[Analysis], dirs: list[str], rep: Reporter) -> None:
+    """Driver libraries the closure links come from the system's driver directory."""
+    from nixld.rank import OPENGL_DRIVER_DIRS, is_driver_library
+
+    drivers = sorted({s for a in analyses for s in a.missing_sonames if is_driver_library(s)})
+    if not drivers:
+        return
+    for driver_dir in OPENGL_DRIVER_DIRS[:1]:
+        if os.path.isdir(driver_dir) and driver_dir not in dirs:
+            rep.say(f"{', '.join(map(safe, drivers))}: from the system's graphics driver in "
+                    f"{driver_dir}")
+            dirs.append(driver_dir)
+            return
+    rep.say(f"{', '.join(map(safe, drivers))}: driver libraries come only from the system's "
+            f"graphics driver in {OPENGL_DRIVER_DIRS[0]} (on NixOS: hardware.graphics.enable "
+            "= true), never from a package; it is not here")
+
+
 def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
                    picked: list[Picked]) -> list[Picked]:
-    """--with: sonames looked up like missing ones; attributes built from nixpkgs."""
+    """--with attributes, built from nixpkgs (--with sonames are roots: _with_roots)."""
     extra: list[Picked] = []
-    sonames = [w for w in opts.with_ if ".so" in w]
     attrs = [w for w in opts.with_ if ".so" not in w]
-    gpu = [s for s in sonames if s in GPU_SONAMES]
-    if gpu:
-        if os.path.isdir(OPENGL_DRIVER_DIR):
-            rep.say(f"{', '.join(gpu)}: using the NixOS graphics driver in {OPENGL_DRIVER_DIR}")
-            dirs.append(OPENGL_DRIVER_DIR)
-        else:
-            rep.say(f"{', '.join(gpu)}: on NixOS the graphics driver provides these in "
-                    f"{OPENGL_DRIVER_DIR} (hardware.graphics.enable = true); it is not here, "
-                    "so a package is used instead")
-            gpu = []
-    rest = [s for s in sonames if s not in gpu]
-    if rest:
-        from nixld import paths
-        from nixld.analysis import rank_sonames
-
-        ranking = rank_sonames(rest, {}, paths.database_file(opts.db))
-        extra.extend(_picks_from(ranking, None))
-        for soname in rest:
-            if ranking.choices[soname].chosen is None:
-                rep.say(f"--with {safe(soname)}: no package in the database provides it")
     if attrs and not opts.dry_run:
         from nixld import nix
 
@@ -495,9 +524,7 @@ def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
 
 def _entry_dirs(analysis: Analysis, dirs: Sequence[str], always: Sequence[str]) -> list[str]:
     """The chosen dirs this binary's closure loads from (and --with's), in order."""
-    if analysis.closure is None:
-        return []
-    used = [n for n in analysis.closure.needed if n.via == "entry" and n.path]
+    used = [n for c in analysis.all_closures() for n in c.needed if n.via == "entry" and n.path]
     return [d for d in dirs
             if d in always or any(os.path.exists(os.path.join(d, n.soname)) for n in used)]
 
@@ -521,9 +548,9 @@ def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
     for analysis in outcome.analyses:
         target = os.path.realpath(analysis.path)
         own = _entry_dirs(analysis, dirs, outcome.always_dirs)
-        sonames = tuple(
-            (n.soname, n.path or "") for n in (analysis.closure.needed if analysis.closure else [])
-            if n.via == "entry")
+        sonames = tuple(dict.fromkeys(
+            (n.soname, n.path or "") for c in analysis.all_closures() for n in c.needed
+            if n.via == "entry"))
         used_paths = {d.rsplit("/lib", 1)[0] for d in own} | _loader_package(analysis)
         entry = entries.Entry(
             path=target,
@@ -604,9 +631,10 @@ def _resolve_each(groups: Sequence[Sequence[str]], opts: Options) -> tuple[int, 
 
 def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
     """`nixld-hook resolve`: returns the exit code and what happened."""
-    targets: list[str] = []
-    for path in paths:
-        targets.extend(collect_targets(path))
+    # A group of _resolve_each keeps the roots its directory gave.
+    roots = {t: opts.roots.get(t) or extra for t, extra in _collect_all(paths).items()}
+    opts = replace(opts, roots=roots)
+    targets = list(roots)
     groups = _by_word_size(targets)
     if len(groups) > 1:
         return _resolve_each(groups, opts)
@@ -761,10 +789,8 @@ def _store_paths_in_use() -> set[str]:
 
 def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Ranking | None]:
     """`resolve --dry-run`: the first round's analyses and ranked plan."""
-    targets: list[str] = []
-    for path in paths:
-        targets.extend(collect_targets(path))
-    analyses = _analyse_all(targets, ())
+    roots = _collect_all(paths)
+    analyses = _analyse_all(list(roots), (), None, None, _with_roots(list(roots), opts, roots))
     ranking = _rank_all(analyses, opts.db, set())
     extra = _with_requests(opts, Reporter(opts.quiet), [], [])
     if extra:
