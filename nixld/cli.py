@@ -87,7 +87,14 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # before a command started (a slow start on a busy machine)
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
     command = _chosen_command(argv)
     parser = build_parser(command)
     args = parser.parse_args(argv)

@@ -489,7 +489,9 @@ def _add_driver_dir(analyses: Sequence[Analysis], dirs: list[str], rep: Reporter
     """Driver libraries the closure links come from the system's driver directory."""
     from nixld.rank import OPENGL_DRIVER_DIRS, is_driver_library
 
-    drivers = sorted({s for a in analyses for s in a.missing_sonames if is_driver_library(s)})
+    drivers = sorted({s for a in analyses for s in a.missing_sonames if is_driver_library(s)}
+                     | {s for a in analyses for n in a.runtime if n.root.path is None
+                        for s in n.root.sonames if is_driver_library(s)})
     if not drivers:
         return
     for driver_dir in OPENGL_DRIVER_DIRS[:1]:
@@ -791,6 +793,7 @@ def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Rank
     """`resolve --dry-run`: the first round's analyses and ranked plan."""
     roots = _collect_all(paths)
     analyses = _analyse_all(list(roots), (), None, None, _with_roots(list(roots), opts, roots))
+    _add_driver_dir(analyses, [], Reporter(opts.quiet))
     ranking = _rank_all(analyses, opts.db, set())
     extra = _with_requests(opts, Reporter(opts.quiet), [], [])
     if extra:

@@ -194,8 +194,13 @@ def test_dry_run_directory_is_one_plan(tmp_path: Path, nixos_env: dict[str, str]
     doc = json.loads(result.stdout)
     assert schema_check.errors(doc, SCHEMA) == []
     missing = {m["soname"]: m for m in doc["missing"]}
-    assert set(missing) == {"libselinux.so.1", "libpcre2-8.so.0"}
-    assert sorted(p["attr"] for p in doc["plan"]) == ["libselinux", "pcre2"]
+    # ls is the one executable; plugin.so is a library of its tree: what it
+    # lacks is listed (offered), not taken into the plan.
+    assert set(missing) == {"libselinux.so.1"}
+    assert sorted(p["attr"] for p in doc["plan"]) == ["libselinux"]
+    plugin = next(r for r in doc["runtime"] if r["path"] == str(app / "bin" / "plugin.so"))
+    assert (plugin["source"], plugin["priority"]) == ("library", "recommended")
+    assert [m["soname"] for m in plugin["missing"]] == ["libpcre2-8.so.0"]
 
 
 def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,

@@ -333,11 +333,18 @@ def test_upgrade_moves_an_entry_to_the_current_database(world: w.World,
 
 def test_with_gpu_library_names_the_nixos_driver(world: w.World,
                                                  world_env: dict[str, str]) -> None:
-    result = run_cli("resolve", "--dry-run", "--with", "libGL.so.1",
+    """A driver library comes only from the system's driver directory, never
+    from a package; libGL.so.1 (libglvnd's dispatcher) is an ordinary package."""
+    result = run_cli("resolve", "--dry-run", "--with", "libGLX_mesa.so.0",
                      str(world.binaries["bzip2"]), env=world_env)
     assert result.returncode == 0, result.stderr
-    assert "/run/opengl-driver/lib" in result.stderr
+    assert "libGLX_mesa.so.0: " in result.stderr and "/run/opengl-driver/lib" in result.stderr
     if os.path.isdir("/run/opengl-driver/lib"):
-        assert "using the NixOS graphics driver" in result.stderr
-    else:  # not NixOS: a package is proposed instead
+        assert "from the system's graphics driver" in result.stderr
+    else:  # not NixOS: still no package
         assert "hardware.graphics.enable" in result.stderr
+    assert "libGLX_mesa" not in result.stdout
+    dispatcher = run_cli("resolve", "--dry-run", "--with", "libGL.so.1",
+                         str(world.binaries["bzip2"]), env=world_env)
+    assert "opengl-driver" not in dispatcher.stderr
+    assert "no provider for: libGL.so.1" in dispatcher.stdout  # the world has no libglvnd
