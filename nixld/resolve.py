@@ -343,15 +343,16 @@ def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
             label: str) -> tuple[Answer, dict[str, Candidate | None] | None]:
     """Round 1: ask, or take the top-ranked plan when auto-accepting."""
     from nixld import prompt
-    from nixld.elf import ElfInfo
 
     if opts.assume_yes or auto_accept_enabled():
         return Answer.YES, None
     if not prompt.can_prompt():
         raise NotAsked
     plan, to_fetch, size = _shown_plan(outcome, ranking)
-    hints = [s for a in outcome.analyses if isinstance(a.info, ElfInfo)
-             for h in a.info.dlopen for s in h.sonames if s not in opts.with_]
+    # Offered per root (a plugin, a recommended note): not in the plan.
+    hints = [f"{s} (for {os.path.basename(n.root.label)})" if n.root.path else s
+             for a in outcome.analyses for n in a.optional_needs
+             for s in n.missing_sonames if s not in opts.with_]
     summary = prompt.PlanSummary(label, list(ranking.choices), plan, size,
                                  len(to_fetch), list(dict.fromkeys(hints)))
     answer = prompt.ask_plan(summary)
