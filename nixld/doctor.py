@@ -97,12 +97,16 @@ def check_shim(interpreter: str = SYSTEM_INTERPRETER) -> Check:
                      "cannot start (use `nixld-hook run` meanwhile)", SHIM_FIX)
     if _contains(interpreter, OUR_SHIM_MARKER):
         return Check("shim", True, f"{shown} is the nixld shim")
-    from nixld.handle import is_shim
+    from nixld.handle import is_not_a_loader, is_shim
 
     if is_shim(interpreter):
         return Check("shim", False, f"{shown} is nix-ld: it does not apply per-binary "
                      "resolutions, so each run needs `nixld-hook run`",
                      "replace programs.nix-ld with programs.nixld")
+    if is_not_a_loader(interpreter):
+        return Check("shim", False, f"{shown} is no loader (NixOS's stub-ld: no shim is "
+                     "enabled): foreign binaries cannot start (use `nixld-hook run` meanwhile)",
+                     SHIM_FIX)
     return Check("shim", False, f"{shown} is a plain glibc loader, not the shim (normal "
                  "outside NixOS; resolutions then apply only through `nixld-hook run`)", SHIM_FIX)
 
@@ -208,11 +212,38 @@ def check_nix(environ: Mapping[str, str]) -> Check:
     return Check("nix", True, f"{safe(nix_store)} ({safe(version)})")
 
 
+DAEMON_TRUST_FIX = ("add them to `trusted-substituters` in the daemon's nix.conf (on NixOS: "
+                    "nix.settings.trusted-substituters), or add yourself to `trusted-users`")
+
+
+def check_store(environ: Mapping[str, str]) -> list[Check]:
+    """Single-user or through nix-daemon; through the daemon, whether it
+    uses the substituters this user configured."""
+    from nixld import nix
+    from nixld.errors import NixError
+
+    if not nix.uses_daemon(environ):
+        return [Check("nix store", True, "single-user: this user writes /nix/store itself; "
+                      "every configured substituter is used")]
+    store = Check("nix store", True, f"through nix-daemon ({nix.DAEMON_SOCKET})")
+    try:
+        ignored = nix.daemon_ignored_substituters()
+    except NixError as err:
+        return [Check("nix store", False, f"through nix-daemon, which does not answer: {err}",
+                      "start it (NixOS and systemd: systemctl start nix-daemon)")]
+    if ignored:
+        names = ", ".join(safe(s) for s in ignored)
+        return [store, Check("substituters", False, f"the daemon ignores {names}: this user is "
+                             "not trusted to use them", DAEMON_TRUST_FIX)]
+    return [store, Check("substituters", True, "the daemon uses every configured substituter")]
+
+
 def run_checks(environ: Mapping[str, str] | None = None,
                interpreter: str = SYSTEM_INTERPRETER) -> list[Check]:
     env = os.environ if environ is None else environ
+    nix = check_nix(env)
     checks = [check_hook(env), check_shim(interpreter), check_real_loader(env),
-              check_database(env), check_nix(env)]
+              check_database(env), nix, *(check_store(env) if nix.ok else [])]
     bits32 = check_32bit(env)
     return [*checks, bits32] if bits32 is not None else checks
 

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -292,6 +292,35 @@ def trust_error(stderr: str) -> NixTrustError | None:
         if m := _UNSIGNED_RE.search(line):
             return UnsignedPathError(m.group(1), m.group(2))
     return None
+
+
+# A store path that is never valid: asking about it costs the daemon one
+# lookup in its database and no substituter query.
+_PROBE_PATH: Final = "/nix/store/" + "0" * 32 + "-nixld-doctor-probe"
+DAEMON_SOCKET: Final = "/nix/var/nix/daemon-socket/socket"
+NIX_DB_DIR: Final = "/nix/var/nix/db"
+
+
+def uses_daemon(environ: Mapping[str, str]) -> bool:
+    """Does Nix go through nix-daemon here? As Nix 2.8 decides: NIX_REMOTE
+    `daemon` or `unix://...`; unset or `auto`, the daemon unless this user can
+    write the store's database itself."""
+    remote = environ.get("NIX_REMOTE", "") or "auto"
+    if remote == "daemon" or remote.startswith("unix://"):
+        return True
+    if remote != "auto":
+        return False
+    return not os.access(NIX_DB_DIR, os.W_OK) and os.path.exists(DAEMON_SOCKET)
+
+
+def daemon_ignored_substituters() -> list[str]:
+    """The configured substituters the daemon refuses this user (it says so
+    whenever a client connects with settings it does not trust)."""
+    res = _run(["nix-store", "--check-validity", "--print-invalid", _PROBE_PATH],
+               what="asking the Nix daemon", check=False)
+    if res.returncode != 0:
+        raise NixError(f"asking the Nix daemon failed: {safe(_error_line(res.stderr))}")
+    return ignored_substituters(res.stderr)
 
 
 def configured_substituters() -> list[str]:

@@ -10,6 +10,7 @@ the store, so every realisation is a real substitution by the daemon.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -284,3 +285,28 @@ def test_the_daemon_script_reports_its_state() -> None:
     r = subprocess.run([str(DAEMON_SCRIPT), "bogus"], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def doctor_checks(user: DaemonUser,
+                  env: dict[str, str] | None = None) -> dict[str, dict[str, object]]:
+    r = user.nixld("doctor", "--json", env=env)
+    assert r.returncode in (0, 1), r.stderr
+    return {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+
+
+def test_doctor_says_through_the_daemon_and_whether_it_trusts_the_substituters(
+        daemon_user: DaemonUser, world: world_mod.World) -> None:
+    checks = doctor_checks(daemon_user)
+    assert checks["nix store"]["ok"] and "through nix-daemon" in str(checks["nix store"]["detail"])
+    assert checks["substituters"]["ok"]
+    untrusted = {"NIX_CONFIG": f"substituters = {trusted_cache_url()} {world.substituter}\n"}
+    checks = doctor_checks(daemon_user, untrusted)
+    sub = checks["substituters"]
+    assert not sub["ok"]
+    assert sub["detail"] == (f"the daemon ignores {world.substituter}: this user is not trusted "
+                             "to use them")
+    assert "trusted-substituters" in str(sub["fix"]) and "trusted-users" in str(sub["fix"])
+    r = daemon_user.nixld("doctor", env=untrusted)
+    assert r.returncode == 1
+    assert f"the daemon ignores {world.substituter}" in r.stdout
+    assert "fix: add them to `trusted-substituters`" in r.stdout

@@ -135,7 +135,7 @@ def test_cli_json_and_exit_code(xdg: Path, tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["schema_version"] == 1 and data["ok"] is False
     names = [c["name"] for c in data["checks"]]
-    assert names == ["hook", "shim", "real loader", "database", "nix", "32-bit"]
+    assert names == ["hook", "shim", "real loader", "database", "nix", "nix store", "32-bit"]
     for check in data["checks"]:
         assert set(check) == {"name", "ok", "detail", "fix"}
         assert check["ok"] or check["fix"]
@@ -186,3 +186,24 @@ def built_shim32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["make", "-s", "-C", str(REPO / "shim"), "ARCH=i686", f"OUT={out}"],
                    check=True)
     return out
+
+
+def test_stub_ld_at_the_system_interpreter_path_is_no_shim(tmp_path: Path) -> None:
+    from tests.fixtures.build import build_stub_ld
+
+    need_tool("gcc")
+    check = doctor.check_shim(str(build_stub_ld(tmp_path)))
+    assert not check.ok
+    assert "is no loader (NixOS's stub-ld: no shim is enabled)" in check.detail
+    assert check.fix == doctor.SHIM_FIX
+
+
+def test_root_with_its_own_store_is_single_user() -> None:
+    from tests.conftest import need_root
+
+    need_root()
+    need_tool("nix-store")
+    env = {k: v for k, v in os.environ.items() if k != "NIX_REMOTE"}
+    checks = doctor.check_store(env)
+    assert [(c.name, c.ok) for c in checks] == [("nix store", True)]
+    assert checks[0].detail.startswith("single-user")
