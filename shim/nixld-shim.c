@@ -107,6 +107,7 @@ struct context {
     const char *exe; /* the executable's canonical path, in scratch.io.names */
     size_t exe_len;
     int exe_fd; /* O_PATH to exe when found by its AT_EXECFN, else -1 */
+    int fd_lo, fd_hi; /* our fds to close at the end: one run, lo..hi, or -1 */
     int identity_known; /* 1 ok, -1 statx failed, 0 not asked yet */
     struct identity identity;
     struct path path;
@@ -286,7 +287,7 @@ static void find_auxv_slots(struct context *c)
 static void init_ctx(struct context *c, uintptr_t *sp)
 {
     memset(c, 0, sizeof *c);
-    c->exe_fd = -1;
+    c->exe_fd = c->fd_lo = c->fd_hi = -1;
     c->sp = sp;
     c->argc = (long)sp[0];
     c->argv = (char **)(sp + 1);
@@ -370,25 +371,48 @@ static int entry_applies(struct context *c, const struct nixld_entry *e, const s
     return e->has_identity ? identity_matches(c, e) : !l->need_identity;
 }
 
-/* Reads and checks the open entry file `fd`; if it applies, appends its dirs
- * to the library path and returns 1. Out of line: its 64 KiB buffer's pages
- * are touched only when an entry file exists. */
-__attribute__((noinline)) static int apply_entry(struct context *c, int fd,
-                                                 const struct lookup *l)
+static void done_with_fd(struct context *c, int fd);
+
+/* Checks the entry file's bytes; if it applies, appends its dirs to the
+ * library path and returns 1. */
+static int apply_bytes(struct context *c, const char *buf, size_t len, const struct lookup *l)
 {
-    char buf[NIXLD_ENTRY_MAX + 1];
     struct nixld_entry e;
-    size_t len = 0;
-    long n;
-    while (len <= NIXLD_ENTRY_MAX &&
-           (n = sys_read(fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
-        len += (size_t)n;
-    sys_close(fd);
     if (!nixld_parse_entry(buf, len, &e) || !entry_applies(c, &e, l))
         return 0;
     for (size_t i = 0; i < e.ndirs; i++)
         path_add(c, e.dirs[i].ptr, e.dirs[i].len);
     return 1;
+}
+
+/* Reads the rest of an entry file bigger than the first read, into a 64 KiB
+ * buffer whose stack pages are touched only for such a file. */
+__attribute__((noinline)) static int apply_big_entry(struct context *c, int fd, const char *head,
+                                                     size_t len, const struct lookup *l)
+{
+    char buf[NIXLD_ENTRY_MAX + 1];
+    long n;
+    memcpy(buf, head, len);
+    while (len <= NIXLD_ENTRY_MAX &&
+           (n = sys_read(fd, buf + len, NIXLD_ENTRY_MAX + 1 - len)) > 0)
+        len += (size_t)n;
+    done_with_fd(c, fd);
+    return apply_bytes(c, buf, len, l);
+}
+
+/* Reads and checks the open entry file `fd`; 1 if it applied. Out of line:
+ * its pages of stack are touched only when an entry file exists. One read
+ * usually: a read of a regular file that returns less than asked is at its
+ * end (and were it not, the entry would lack its `end` line and be ignored). */
+__attribute__((noinline)) static int apply_entry(struct context *c, int fd,
+                                                 const struct lookup *l)
+{
+    char buf[2048];
+    long n = sys_read(fd, buf, sizeof buf);
+    if (n == (long)sizeof buf)
+        return apply_big_entry(c, fd, buf, sizeof buf, l);
+    done_with_fd(c, fd);
+    return n > 0 && apply_bytes(c, buf, (size_t)n, l);
 }
 
 /* `<dir><sub>/<key><suffix>` into out; 0 if it does not fit. */
@@ -542,6 +566,7 @@ static long exe_path(struct context *c, char *buf)
             long fd = sys_open_no_symlinks(buf);
             if (!sys_failed(fd)) {
                 c->exe_fd = (int)fd;
+                done_with_fd(c, (int)fd); /* closed at the end: statx may need it */
                 return (long)(len + n);
             }
         }
@@ -581,8 +606,6 @@ static void find_entry(struct context *c)
         c->exe_len = (size_t)n;
         find_entries(c, (size_t)n);
     }
-    /* exe_fd stays open until the loader is mapped: then one close_range
-     * closes both (see close_fds). */
 }
 
 /* --- The loader ---------------------------------------------------------- */
@@ -636,16 +659,27 @@ static int already_mapped(const Elf_Phdr *first, const Elf_Phdr *p)
            p->p_vaddr - p->p_offset == first->p_vaddr - first->p_offset;
 }
 
-/* The loader's fd and the executable's O_PATH fd: usually adjacent, so one
- * close_range (Linux 5.9) instead of two close. */
+/* Our fds are closed together at the end: the kernel hands out the lowest
+ * free fd, so the executable's O_PATH fd, the entry files' and the loader's
+ * are usually one run, which one close_range (Linux 5.9) closes. An fd that
+ * does not extend the run is closed at once (the fds between are not ours). */
+static void done_with_fd(struct context *c, int fd)
+{
+    if (c->fd_lo < 0) {
+        c->fd_lo = c->fd_hi = fd;
+    } else if (fd == c->fd_hi + 1) {
+        c->fd_hi = fd;
+    } else {
+        sys_close(fd);
+    }
+}
+
 static void close_fds(struct context *c)
 {
-    int lo = c->exe_fd, hi = c->ld_fd;
-    if (lo >= 0 && hi == lo + 1 && !sys_failed(sys_close_range(lo, hi)))
-        return;
-    if (lo >= 0)
-        sys_close(lo);
-    sys_close(hi);
+    done_with_fd(c, c->ld_fd);
+    if (sys_failed(sys_close_range(c->fd_lo, c->fd_hi)))
+        for (int fd = c->fd_lo; fd <= c->fd_hi; fd++) /* an older kernel */
+            sys_close(fd);
 }
 
 /* Reserves the loader's whole span, then maps each PT_LOAD into it, as the

@@ -131,6 +131,23 @@ def test_nothing_to_borrow_leaves_an_empty_library_path(world: World) -> None:
     assert env_lines(r.stdout) == ["LD_LIBRARY_PATH="]
 
 
+def test_the_shim_leaves_no_fd_open(world: World, state: Path, system_entries: Path) -> None:
+    """Its fds (the executable's, the entries', the loader's) are closed together
+    when they are one run, one by one around an fd the program inherited."""
+    prog = world.program("probe")
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
+    env = world.env(XDG_STATE_HOME=str(state))
+    assert probe(world.run(prog, env).stdout, "fds") == "0 1 2"
+    for inherited in (3, 4, 5):
+        # A shell opens the fd and execs the program with it (never in pytest's
+        # own process, whose fds these may be).
+        out = subprocess.run(["/bin/sh", "-c", f'exec {inherited}</dev/null; exec "$0"',
+                              str(prog)], env=env, capture_output=True, text=True,
+                             timeout=60, check=False).stdout
+        assert probe(out, "fds") == f"0 1 2 {inherited}", inherited
+
+
 # --- Where libraries come from ---------------------------------------------
 
 def test_library_found_only_through_a_user_entry(world: World, state: Path) -> None:
