@@ -19,6 +19,7 @@ any closure is missing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from nixld.analysis import Analysis
     from nixld.entries import Entry
     from nixld.loader import ElfCache
+    from nixld.pkgsi686 import Mapped
     from nixld.rank import Candidate, PlanItem, Ranking
     from nixld.runtime import Root
 
@@ -260,6 +262,17 @@ def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
     return done
 
 
+def _mapped_pick(pick: Picked) -> list[Mapped]:
+    """A pick ranked outside the job (--with SONAME) as its pkgsi686Linux package."""
+    from nixld.pkgsi686 import Mapped, i686_attr
+
+    attr = i686_attr(pick.attr)
+    if attr is None or not pick.sonames:
+        return []
+    return [Mapped(pick.sonames[0], attr, pick.output, pick.attr, pick.store_path,
+                   "asked for with --with")]
+
+
 @dataclass
 class Job32:
     """A resolution of 32-bit x86 binaries (nixld.i686): its real loader, when
@@ -267,6 +280,8 @@ class Job32:
     pkgsi686Linux attributes instead of substituted from the 64-bit database."""
 
     loader: tuple[str, str] | None = None  # (ld-linux.so.2, source) of a built glibc
+    # built store path -> the 64-bit owner's store path it was built for
+    built_from: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, analyses: Sequence[Analysis]) -> Job32 | None:
@@ -304,17 +319,24 @@ class Job32:
 
         done: list[Picked] = []
         for pick in picks:
-            choice = ranking.choices[pick.sonames[0]]
-            owner = next((c for c in choice.candidates if c.store_path == pick.store_path), None)
-            mapped = pkgsi686.map_choice(Choice(choice.soname, choice.candidates, owner))
+            choice = ranking.choices.get(pick.sonames[0]) if pick.sonames else None
+            if choice is None:  # --with SONAME: ranked apart; its owner alone
+                choice = Choice(pick.sonames[0] if pick.sonames else "", [], None)
+                mapped = pkgsi686.I686Choice(choice.soname, tuple(_mapped_pick(pick)), ())
+            else:
+                owner = next((c for c in choice.candidates if c.store_path == pick.store_path),
+                             None)
+                mapped = pkgsi686.map_choice(Choice(choice.soname, choice.candidates, owner))
             built = i686.build_first(mapped, pick.sonames, rep.say)
             lacking = [s for s in pick.sonames if built is None or s not in built.sonames]
             for soname in lacking:  # tried: do not rank these owners again
-                exclude.update((soname, c.store_path)
-                               for c in ranking.choices[soname].candidates)
+                exclude.update((soname, c.store_path) for c in
+                               (ranking.choices[soname].candidates
+                                if soname in ranking.choices else ()))
             if built is not None:
                 rep.say(f"built {safe(built.mapped.attr)} ({built.mapped.output}) for "
                         f"{', '.join(map(safe, built.sonames))}: {safe(built.store_path)}")
+                self.built_from[built.store_path] = pick.store_path
                 done.append(Picked(built.store_path, built.mapped.attr, built.mapped.output,
                                    list(built.sonames)))
         return done
@@ -405,7 +427,7 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
     exclude: set[tuple[str, str]] = set()
     outcome = Outcome(list(targets), picked, [])
     overrides: dict[str, Candidate | None] | None = None
-    extra = _with_requests(opts, rep, dirs, picked)
+    extra = _with_requests(_with_for_i686(opts, targets), rep, dirs, picked)
     outcome.always_dirs.extend(dirs[len(start_dirs):])
     for round_no in range(1, MAX_ROUNDS + 1):
         outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None,
@@ -444,7 +466,8 @@ def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
             picked.append(pick)
             if pick.lib_dir not in dirs:
                 dirs.insert(_insert_position(pick, outcome.analyses, dirs), pick.lib_dir)
-            if pick.store_path in forced:
+            if pick.store_path in forced or (job32 and job32.built_from.get(pick.store_path)
+                                             in forced):
                 outcome.always_dirs.append(pick.lib_dir)
         if not got and not any(ranking.choices.values()):
             break
@@ -504,6 +527,18 @@ def _add_driver_dir(analyses: Sequence[Analysis], dirs: list[str], rep: Reporter
     rep.say(f"{', '.join(map(safe, drivers))}: driver libraries come only from the system's "
             f"graphics driver in {OPENGL_DRIVER_DIRS[0]} (on NixOS: hardware.graphics.enable "
             "= true), never from a package; it is not here")
+
+
+def _with_for_i686(opts: Options, targets: Sequence[str]) -> Options:
+    """For 32-bit x86 targets, --with ATTR means pkgsi686Linux.ATTR."""
+    from nixld.launch import is_i686_file
+    from nixld.pkgsi686 import PACKAGE_SET
+
+    if not targets or not all(is_i686_file(t) for t in targets):
+        return opts
+    mapped = [w if ".so" in w or w.startswith(f"{PACKAGE_SET}.") else f"{PACKAGE_SET}.{w}"
+              for w in opts.with_]
+    return dataclasses.replace(opts, with_=mapped)
 
 
 def _with_requests(opts: Options, rep: Reporter, dirs: list[str],

@@ -325,3 +325,27 @@ def test_the_hook_handler_offers_to_resolve_a_32_bit_binary(world32: dict[str, o
     assert "needs the ELF interpreter /lib/nixld-none/ld-linux.so.2" in result.stderr
     assert "it also lacks libgreet.so.1: first run: nixld-hook resolve ./game" in result.stderr
     assert "another machine" not in result.stderr and "cannot use 64-bit" not in result.stderr
+
+
+def test_with_for_a_32_bit_binary_builds_pkgsi686linux_packages(
+        world32: dict[str, object]) -> None:
+    """--with SONAME (a library it loads with dlopen) is looked up in the 64-bit
+    database and built as the owner's pkgsi686Linux package; --with ATTR is
+    pkgsi686Linux.ATTR."""
+    hello, env = world32["hello"], world32["env"]
+    assert isinstance(hello, Path) and isinstance(env, dict)
+    result = run_cli("resolve", "--yes", "--json", "--with", "libz.so.1", "--with",
+                     "acme-sdk^lib", str(hello), env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    installed = {p["attr"]: p for p in json.loads(result.stdout)["installed"]}
+    assert set(installed) == {"pkgsi686Linux.glibc", "pkgsi686Linux.zlib",
+                              "pkgsi686Linux.acme-sdk"}
+    assert installed["pkgsi686Linux.zlib"]["sonames"] == ["libz.so.1"]
+    from nixld import entries
+
+    found = entries.entry_for(str(hello))
+    assert found is not None and found[1]
+    assert {d.rsplit("/", 1)[0] for d in found[0].dirs} == {
+        installed["pkgsi686Linux.zlib"]["store_path"],
+        installed["pkgsi686Linux.acme-sdk"]["store_path"]}
+    assert run_cli("forget", "--all", env=env).returncode == 0
