@@ -208,6 +208,15 @@ def test_a_32_bit_binary_is_explained_resolved_by_building_and_runs(
     # (the shim's start is the one where it names the program).
     assert ran.stdout.splitlines() == ["hello from libgreet", f"exe={i686.loader_of(glibc)}",
                                        "argc=2", "child LD_LIBRARY_PATH=unset"]
+    # gc keeps the loader: the entry names it as one of its packages.
+    assert run_cli("gc", env=env).returncode == 0
+    listed = json.loads(run_cli("list", "--json", env=env).stdout)
+    assert {p["attr"] for e in listed for p in e["packages"]} >= {"pkgsi686Linux.glibc",
+                                                                   "pkgsi686Linux.acme-sdk"}
+    profile = subprocess.run(["nix-env", "-p", str(paths.profile_path()), "-q", "--out-path"],
+                             env=env, capture_output=True, text=True, check=True).stdout
+    assert glibc in profile
+
     # Through the i686 shim as /lib/ld-linux.so.2, with no environment at all.
     shimmed = through_shim(tool, glibc, env, "x")
     assert shimmed.returncode == 0, shimmed.stderr
