@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from nixld import world as world_mod
 from nixld.text import safe
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     # The last demo's profile goes first: then its store paths are no longer
     # rooted, and ensure_world deletes them again for a real substitution.
     shutil.rmtree(demo_home, ignore_errors=True)
+    shutil.rmtree(home / CHAIN_HOME, ignore_errors=True)
     say(f"nixld-hook demo: building or reusing a NixOS-like world in {safe(home)}")
     start = time.monotonic()
     built: list[str] = []
@@ -113,9 +115,35 @@ def run(args: argparse.Namespace) -> int:
                           env=env, capture_output=True, text=True, check=False)
     say((done.stdout + done.stderr).rstrip())
     say(f"[exit status {done.returncode}]")
+    chained = shell_chain(world, home, binary)
 
     say()
     say(f"The world is in {safe(world.root)}; the demo's HOME (profile, entries) is "
         f"{safe(demo_home)}.")
     say("Run `nixld-hook demo` again to reuse it, `nixld-hook demo --rebuild` to build it anew.")
-    return 0 if done.returncode == 0 else 1
+    return 0 if done.returncode == 0 and chained else 1
+
+
+CHAIN_HOME = "demo-shell-home"
+# What the demo's tool lacks: kept out of the shell chain's library set.
+LACKING = ("libjq.so", "libonig.so")
+
+
+def shell_chain(world: world_mod.World, home: Path, binary: str) -> bool:
+    """A real bash with the hook, behind the shim at /lib64: fail, prompt, run."""
+    from nixld import demo_shell
+
+    say()
+    say("Now as on NixOS with the shim enabled: the shim at /lib64 (in a private mount "
+        "namespace), bash with the hook, a fresh HOME.")
+    reason = demo_shell.unavailable_reason()
+    if reason is not None:
+        say(f"(skipped: {reason})")
+        return True
+    chain_home = home / CHAIN_HOME
+    chain_home.mkdir(parents=True, exist_ok=True)
+    ok = demo_shell.chain(world.env(chain_home), chain_home, Path(binary).parent, LACKING)
+    say()
+    say("The plain ./jq started through the shim, which read the entry the prompt wrote."
+        if ok else "The last plain ./jq did not start: see above.")
+    return ok
