@@ -10,11 +10,14 @@ the fixture three times, with each as its ELF interpreter (Debian's
 (bench/shim_bench.c) interleaves all variants in one run: a whole-command
 timer cannot interleave. The direct loader gets no LD_LIBRARY_PATH; nix-ld and
 the shim get NIX_LD and NIX_LD_LIBRARY_PATH (for nix-ld "with entry", the
-entry's directory first in it, which is how nix-ld users get it). Prints
+entry's directory first in it, which is how nix-ld users get it). The shim
+without an entry is measured twice: with no per-user entries directory, and
+with one holding other binaries' entries (both miss the path and the build-id
+lookups, per-user and system-wide). Prints
 medians and ratios against the direct loader; fails unless the shim's median
-is at most nix-ld's, without an entry (which includes the build-id miss), with
-a path entry and with a build-id entry (a copy at a new path), and the shim
-is at most 64 KiB.
+is at most nix-ld's in each pair (without an entry, both ways; with a path
+entry; with a build-id entry, a copy at a new path), and the shim is at most
+64 KiB.
 """
 
 from __future__ import annotations
@@ -97,6 +100,12 @@ def build(tmp: Path, nix_ld_source: Path) -> tuple[Path, list[Variant]]:
     write_entry(state / "nixld" / "entries", with_entry, entry_text(with_entry, [store_lib]))
     write_build_id_entry(state / "nixld" / "entries", with_entry,
                          build_id_entry_text(with_entry, [store_lib]))
+    # Another binary's entries (another build-id): the no-entry lookups miss in an
+    # existing per-user directory.
+    others = tmp / "others-state"
+    write_entry(others / "nixld" / "entries", direct, entry_text(direct, [store_lib]))
+    write_build_id_entry(others / "nixld" / "entries", direct,
+                         build_id_entry_text(direct, [store_lib]))
     moved = tmp / "moved" / "hello-shim-copy"  # a copy at a new path: its build-id entry
     moved.parent.mkdir()
     shutil.copy2(via_shim, moved)
@@ -110,6 +119,9 @@ def build(tmp: Path, nix_ld_source: Path) -> tuple[Path, list[Variant]]:
                 [*base, ld, f"NIX_LD_LIBRARY_PATH={store_lib}:{DEBIAN_LIB}"], via_nix_ld),
         Variant("shim, no entry", [*base, ld, f"NIX_LD_LIBRARY_PATH={DEBIAN_LIB}", no_state],
                 via_shim),
+        Variant("shim, no entry, others' entries",
+                [*base, ld, f"NIX_LD_LIBRARY_PATH={DEBIAN_LIB}", f"XDG_STATE_HOME={others}"],
+                via_shim),
         Variant("shim, path entry",
                 [*base, ld, f"NIX_LD_LIBRARY_PATH={DEBIAN_LIB}", f"XDG_STATE_HOME={state}"],
                 with_entry),
@@ -120,36 +132,50 @@ def build(tmp: Path, nix_ld_source: Path) -> tuple[Path, list[Variant]]:
     return shim, variants
 
 
-def run(tmp: Path, variants: list[Variant], rounds: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class Medians:
+    wall: dict[str, float]  # spawn to reap, us
+    cpu: dict[str, float]  # the child's user + system time, us
+
+
+def run(tmp: Path, variants: list[Variant], rounds: int) -> Medians:
     spawner = compile_c(tmp / "shim_bench", [], flags=[str(REPO / "bench/shim_bench.c")])
     cmd = [str(spawner), str(rounds)]
     for v in variants:
         cmd += [*v.env, str(v.program), "--"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    samples: dict[int, list[int]] = {i: [] for i in range(len(variants))}
+    wall: dict[int, list[int]] = {i: [] for i in range(len(variants))}
+    cpu: dict[int, list[int]] = {i: [] for i in range(len(variants))}
     for line in out.splitlines():
-        k, ns = line.split()
-        samples[int(k)].append(int(ns))
-    return {variants[k].name: statistics.median(v) / 1000 for k, v in samples.items()}
+        k, ns, cpu_ns = line.split()
+        wall[int(k)].append(int(ns))
+        cpu[int(k)].append(int(cpu_ns))
+    return Medians({variants[k].name: statistics.median(v) / 1000 for k, v in wall.items()},
+                   {variants[k].name: statistics.median(v) / 1000 for k, v in cpu.items()})
 
 
-def report(medians: dict[str, float], rounds: int, size: int) -> bool:
-    """Prints the table; true if the shim is at most nix-ld, with and without entry."""
-    direct = medians["direct, no LD_LIBRARY_PATH"]
+def report(medians: Medians, rounds: int, size: int) -> bool:
+    """Prints the table; true if the shim is at most nix-ld in each pair."""
+    wall, cpu = medians.wall, medians.cpu
+    direct = wall["direct, no LD_LIBRARY_PATH"]
+    cpu_direct = cpu["direct, no LD_LIBRARY_PATH"]
     print(f"{rounds} starts each, interleaved; machine: {os.uname().nodename} "
           f"({os.cpu_count()} cores), kernel {os.uname().release}")
-    for name, us in medians.items():
-        print(f"  {name:42s} median {us:8.1f} us  {us - direct:+7.1f} us  "
-              f"ratio {us / direct:.3f}")
+    print(f"  {'variant':42s} {'median':>9s} {'over direct':>11s} {'ratio':>6s}"
+          f"  {'cpu median':>10s} {'over':>7s}")
+    for name, us in wall.items():
+        print(f"  {name:42s} {us:7.1f}us {us - direct:+9.1f}us {us / direct:6.3f}"
+              f"  {cpu[name]:8.1f}us {cpu[name] - cpu_direct:+6.1f}us")
     entry_nix_ld = "nix-ld, entry dir in NIX_LD_LIBRARY_PATH"
     pairs = [("without entry", "shim, no entry", "nix-ld"),
+             ("others' entries", "shim, no entry, others' entries", "nix-ld"),
              ("with entry", "shim, path entry", entry_nix_ld),
              ("build-id entry", "shim, build-id entry (a copy)", entry_nix_ld)]
     ok = size <= MAX_SIZE
     for label, shim, nix_ld in pairs:
-        d = medians[shim] - medians[nix_ld]
-        print(f"  shim vs nix-ld {label + ':':16s} {d:+.1f} us "
-              f"(ratio {medians[shim] / medians[nix_ld]:.3f})")
+        d = wall[shim] - wall[nix_ld]
+        print(f"  shim vs nix-ld {label + ':':17s} {d:+.1f} us (ratio "
+              f"{wall[shim] / wall[nix_ld]:.3f}); cpu {cpu[shim] - cpu[nix_ld]:+.1f} us")
         ok = ok and d <= 0
     print(f"  shim size: {size} bytes")
     return ok
