@@ -563,7 +563,9 @@ def test_benchmark_runs() -> None:
     r = subprocess.run([sys.executable, str(REPO / "bench/shim_bench.py"), "--rounds", "5",
                         "--no-check"], capture_output=True, text=True, check=False, timeout=300)
     assert r.returncode == 0, r.stderr
-    for variant in ("direct, no LD_LIBRARY_PATH", "nix-ld", "shim, no entry", "shim, path entry"):
-        assert re.search(rf"^  {re.escape(variant)} +median +\d+\.\d us", r.stdout, re.M), r.stdout
-    assert re.search(r"shim vs nix-ld without entry: +[+-]\d+\.\d us", r.stdout), r.stdout
-    assert re.search(r"shim vs nix-ld with entry: +[+-]\d+\.\d us", r.stdout), r.stdout
+    for variant in ("direct, no LD_LIBRARY_PATH", "nix-ld", "shim, no entry", "shim, path entry",
+                    "shim, build-id entry (a copy)"):
+        assert re.search(rf"^  {re.escape(variant)} +\d+\.\dus +[+-]\d+\.\dus", r.stdout,
+                         re.M), r.stdout
+    for pair in ("without entry", "others' entries", "with entry", "build-id entry"):
+        assert re.search(rf"shim vs nix-ld {pair}: +[+-]\d+\.\d us", r.stdout), r.stdout
