@@ -270,10 +270,11 @@ def test_remove_entry(xdg: Path) -> None:
 
 
 def test_a_copy_elsewhere_is_found_by_its_build_id(xdg: Path) -> None:
-    """Real ELF files: copies of /usr/bin/true (it has a build-id)."""
+    """Real ELF files: copies of the running Python (it has a build-id, and it is
+    there in the build sandbox too, where /usr/bin is not)."""
     original = xdg / "bin" / "true"
     original.parent.mkdir()
-    shutil.copy2("/usr/bin/true", original)
+    shutil.copy2(os.path.realpath(sys.executable), original)
     build_id = read_build_id(original)
     assert build_id
     entry = entry_for_file(original)
