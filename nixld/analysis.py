@@ -22,11 +22,11 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.elf import ElfInfo, ScriptInfo
-    from nixld.entries import Entry
-    from nixld.loader import Closure, ElfCache, LoaderEnv
+    from nixld.loader import Closure, ElfCache
     from nixld.pkgsi686 import I686Choice, PlanItem32
     from nixld.rank import Ranking
     from nixld.runtime import Root, RootNeeds
+    from nixld.search import Search
 
 HOW_TO_GET_DATABASE = (
     "download a prebuilt one from nix-community/nix-index-database as "
@@ -86,50 +86,20 @@ class Analysis:
             self.closure, *(n.closure for n in self.runtime if n.closure is not None)]
 
 
-def loader_env_for(path: str, env: Mapping[str, str] | None = None,
-                   extra_dirs: Sequence[str] = (), *, info: ElfInfo | None = None,
-                   loader: tuple[str, str] | None = None) -> LoaderEnv:
-    """The loader environment the shim would set up for `path`, today.
+def search_for(path: str, env: Mapping[str, str] | None = None,
+               extra_dirs: Sequence[str] = (), *, machine: str | None = None,
+               loader: tuple[str, str] | None = None) -> Search:
+    """The search the shim would set up for `path` today, plus the directories
+    of a resolution being planned (in the per-user slot, where it writes them)
+    and the 32-bit loader it built (`loader`: path and source)."""
+    from nixld.search import Search
 
-    The per-binary entry's directories come first, as the shim hands them to
-    the loader; `extra_dirs` are those of a resolution being planned. A
-    32-bit x86 `info` gets the i686 variables and defaults, and, when no
-    variable names its loader, `loader` or the 32-bit glibc its entry recorded.
-    """
-    from nixld.loader import LoaderEnv
-
-    entry = valid_entry_for(path)
-    dirs = [*(entry.dirs if entry else ()), *extra_dirs]
-    if info is None or not _is_i686(info):
-        return LoaderEnv.from_environ(env, entry_dirs=dirs)
-    from nixld import i686
-
-    recorded = loader or (i686.recorded_loader(entry.packages) if entry else None)
-    return LoaderEnv.from_environ(env, entry_dirs=dirs, machine=i686.MACHINE,
-                                  fallback_loader=recorded)
+    return Search.for_binary(path, env, machine=machine, loader=loader).with_extra_dirs(
+        extra_dirs)
 
 
 def _is_i686(info: ElfInfo) -> bool:
     return info.machine == "EM_386" and info.elf_class == 32
-
-
-def valid_entry_for(path: str) -> Entry | None:
-    """The still-valid per-binary entry of `path`, if there is one."""
-    if not paths.entries_dir().is_dir() and not paths.SYSTEM_ENTRIES_DIR.is_dir():
-        return None  # no entries at all: spare the import on explain's hot path
-    from nixld.entries import entry_for
-
-    found = entry_for(path)
-    if found is None:
-        return None
-    entry, valid = found
-    return entry if valid else None
-
-
-def entry_dirs_for(path: str) -> list[str]:
-    """Directories of a still-valid per-binary entry, if there is one."""
-    entry = valid_entry_for(path)
-    return list(entry.dirs) if entry else []
 
 
 def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
@@ -140,7 +110,7 @@ def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
 
     `cache` carries parsed ELF facts across calls (the rounds of a resolution
     analyse the same files again with more directories); `loader` is a 32-bit
-    loader a resolution built (see loader_env_for). An executable's run-time
+    loader a resolution built (see search_for). An executable's run-time
     roots (its .note.dlopen, its own tree, and `roots`) are analysed too.
     """
     from nixld.elf import ScriptInfo, read_binary
@@ -150,14 +120,14 @@ def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
     result = Analysis(path=path, info=info)
     if not isinstance(info, ScriptInfo) and not info.is_static:
         cache = cache or ElfCache()
-        loader_env = loader_env_for(path, env, extra_dirs, info=info, loader=loader)
-        result.closure = resolve_closure(info, loader_env, cache=cache)
+        search = search_for(path, env, extra_dirs, machine=info.machine, loader=loader)
+        result.closure = resolve_closure(info, search, cache=cache)
         if info.interpreter is not None:
-            result.runtime = runtime_needs(result, loader_env, cache, roots, env)
+            result.runtime = runtime_needs(result, search, cache, roots, env)
     return result
 
 
-def runtime_needs(result: Analysis, loader_env: LoaderEnv, cache: ElfCache,
+def runtime_needs(result: Analysis, search: Search, cache: ElfCache,
                   roots: Sequence[Root], env: Mapping[str, str] | None) -> list[RootNeeds]:
     """The executable's run-time roots, each analysed as its process loads it."""
     from nixld import runtime
@@ -170,7 +140,7 @@ def runtime_needs(result: Analysis, loader_env: LoaderEnv, cache: ElfCache,
     found = [*runtime.note_roots(info), *runtime.tree_roots(info, closure, cache, env),
              *recorded_roots(info.path), *roots]
     unique = list(dict.fromkeys(found))
-    return runtime.analyse_roots(unique, info, closure, loader_env, cache)
+    return runtime.analyse_roots(unique, info, closure, search, cache)
 
 
 def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
@@ -309,7 +279,13 @@ def required_symbols(closure: Closure,
     the closure's resolved libraries and `loaded` (the executable and the
     other closures of the process: an extension module's Py* symbols come
     from the interpreter). A candidate must export these (ld.so binds
-    unversioned symbols to whichever loaded object has them)."""
+    unversioned symbols to whichever loaded object has them).
+
+    Without glibc in the closure (no real loader found) the symbols libc would
+    provide cannot be told apart: no candidate is held to any symbol then, so a
+    missing loader never discards the right provider."""
+    if closure.unresolved_glibc:
+        return {}
     versioned = required_versions(closure)
     resolved = list(dict.fromkeys([*loaded, *(n.path for n in closure.needed if n.path)]))
     exported: set[str] = set()

@@ -112,13 +112,16 @@ def check_shim(interpreter: str = SYSTEM_INTERPRETER) -> Check:
 
 
 def check_real_loader(environ: Mapping[str, str]) -> Check:
-    from nixld.loader import LoaderEnv
+    from nixld.search import Search
 
-    env = LoaderEnv.from_environ(environ)
-    where = (f"{env.real_loader_source}={safe(env.real_loader)}"
-             if env.real_loader_source != "default" else f"default {safe(env.real_loader)}")
-    if os.path.exists(env.real_loader):
+    loader = Search.from_environ(environ).loader
+    where = (f"{loader.source}={safe(loader.path)}" if loader.from_variable
+             else f"{loader.describe_source()} {safe(loader.path)}")
+    if os.path.exists(loader.path) and not loader.problem:
         return Check("real loader", True, f"{where} exists")
+    if loader.problem:
+        return Check("real loader", False, f"{where}: {loader.problem}",
+                     "set NIX_LD to a glibc ld.so (the NixOS module sets it, as nix-ld's does)")
     return Check("real loader", False, f"{where} does not exist",
                  "set NIX_LD to a glibc ld.so (the NixOS module sets it, as nix-ld's does)")
 

@@ -380,58 +380,22 @@ def _build_id_of(path: str) -> str | None:
     return read_build_id(path)
 
 
-def _entry_dirs() -> list[Path]:
-    out = []
-    if os.environ.get("XDG_STATE_HOME", "").startswith("/") or \
-            os.environ.get("HOME", "").startswith("/"):
-        out.append(paths.entries_dir())
-    out.append(paths.SYSTEM_ENTRIES_DIR)
-    return out
-
-
-def entries_for(binary: str | os.PathLike[str]) -> list[tuple[Entry, bool]]:
-    """What the shim applies, per-user directory first: in each, the path entry
-    if it is valid, else the build-id entry that matches the file, else the
-    stale path entry (reported, not applied): (entry, applies)."""
-    target = canonical(binary)
-    found = []
-    for directory in _entry_dirs():
-        entry = None if "\n" in target else _path_entry_in(directory, target)
-        if entry is not None and status(entry) == "valid":
-            found.append((entry, True))
-            continue
-        copy_entry = _build_id_entry_in(directory, target)
-        if copy_entry is not None:
-            found.append((copy_entry, True))
-        elif entry is not None:
-            found.append((entry, False))
-    return found
-
-
-def _path_entry_in(directory: Path, target: str) -> Entry | None:
-    entry = read_entry(entry_file(target, directory))
-    if entry is None or entry.path != target or entry.build_id is not None:
-        return None  # absent, corrupt, a hash collision, or another kind
-    if directory != paths.SYSTEM_ENTRIES_DIR and entry.identity is None:
-        return None  # the shim ignores per-user entries without identity
-    return entry
-
-
-def _build_id_entry_in(directory: Path, target: str) -> Entry | None:
+def build_id_entry_in(directory: Path, target: str) -> tuple[Path, Entry] | None:
     """The build-id entry in `directory` that applies to the file `target`."""
     if not _has_build_id_entries(directory):
         return None  # spares reading the ELF file (and importing pyelftools)
     build_id = _build_id_of(target)
     if build_id is None:
         return None
-    entry = read_entry(build_id_file(build_id, directory))
+    file = build_id_file(build_id, directory)
+    entry = read_entry(file)
     if entry is None or entry.build_id != build_id:
         return None
     try:
         size = os.stat(target).st_size
     except OSError:
         return None
-    return entry if entry.size == size else None
+    return (file, entry) if entry.size == size else None
 
 
 def _has_build_id_entries(directory: Path) -> bool:
@@ -440,15 +404,6 @@ def _has_build_id_entries(directory: Path) -> bool:
             return any(e.name.endswith(BUILD_ID_SUFFIX) for e in it)
     except OSError:
         return False
-
-
-def entry_for(binary: str | os.PathLike[str]) -> tuple[Entry, bool] | None:
-    """The entry for `binary`: a valid one first, else a stale one; None if none."""
-    found = entries_for(binary)
-    for item in found:
-        if item[1]:
-            return item
-    return found[0] if found else None
 
 
 def _scan(directory: Path, suffix: str = SUFFIX) -> Iterator[tuple[Path, Entry]]:

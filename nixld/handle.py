@@ -106,17 +106,11 @@ def is_shim(path: str) -> bool:
 
 
 def is_glibc_loader(path: str) -> bool:
-    """Does `path` read as glibc's ld.so (never run to find out)? A shared
-    object with no PT_INTERP and no DT_NEEDED defining GLIBC_PRIVATE (libc.so.6
-    defines it too, but needs the loader); stub-ld and the shims are static."""
-    from nixld.elf import read_library
+    """Does `path` read as glibc's ld.so (never run to find out)? The search
+    model's judgement (nixld.search.glibc_loader_problem)."""
+    from nixld.search import glibc_loader_problem
 
-    try:
-        info = read_library(path, symbols=False)
-    except NixldError:
-        return False
-    return (info.type == "ET_DYN" and not info.interpreter and not info.needed
-            and "GLIBC_PRIVATE" in info.version_defs)
+    return glibc_loader_problem(path) is None
 
 
 def is_not_a_loader(path: str) -> bool:
@@ -148,14 +142,11 @@ def _served_as_i686(info: ElfInfo) -> bool:
 
 def _closure(info: ElfInfo, path: str, environ: Mapping[str, str], *,
              user_entries: bool) -> Closure:
-    from nixld import i686
-    from nixld.analysis import loader_env_for
-    from nixld.loader import LoaderEnv, resolve_closure
+    from nixld.loader import resolve_closure
+    from nixld.search import Search
 
-    machine = i686.MACHINE if i686.is_i686(info) else None
-    env = (loader_env_for(path, environ, info=info) if user_entries
-           else LoaderEnv.from_environ(environ, machine=machine))
-    return resolve_closure(info, env)
+    search = Search.for_binary(path, environ, machine=info.machine, user=user_entries)
+    return resolve_closure(info, search)
 
 
 def _missing(closure: Closure) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -173,9 +164,8 @@ def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
     """Why `program` could not start, or None if nothing is wrong with it."""
     from nixld.elf import ScriptInfo, host_compat, read_binary
 
-    path = str(program.path)
     try:
-        info = read_binary(path)
+        info = read_binary(str(program.path))
     except NixldError:
         return None  # not a program we can read: not ours to explain
     if isinstance(info, ScriptInfo):
@@ -187,21 +177,28 @@ def diagnose(program: Program, environ: Mapping[str, str]) -> Finding | None:
         return Finding(Problem.WRONG_ARCHITECTURE, program, info.interpreter, detail=compat)
     if info.is_static or not info.interpreter:
         return None
+    return _diagnose_dynamic(program, info, info.interpreter, environ)
+
+
+def _diagnose_dynamic(program: Program, info: ElfInfo, interpreter: str,
+                      environ: Mapping[str, str]) -> Finding | None:
+    """A dynamic binary: its closure under the search the shim would set up."""
     # Root (sudo) reads the system-wide entries only, never the user's.
-    closure = _closure(info, path, environ, user_entries=not program.command.sudo)
+    closure = _closure(info, str(program.path), environ, user_entries=not program.command.sudo)
     missing, too_old = _missing(closure)
-    if not os.path.exists(info.interpreter):
-        return Finding(Problem.INTERPRETER_MISSING, program, info.interpreter, missing, too_old)
-    if not _emulated(info.interpreter, closure.env.real_loader):
-        if is_not_a_loader(info.interpreter):
-            return Finding(Problem.INTERPRETER_NOT_A_LOADER, program, info.interpreter,
+    if not os.path.exists(interpreter):
+        return Finding(Problem.INTERPRETER_MISSING, program, interpreter, missing, too_old)
+    real_loader = closure.search.loader.path
+    if not _emulated(interpreter, real_loader):
+        if is_not_a_loader(interpreter):
+            return Finding(Problem.INTERPRETER_NOT_A_LOADER, program, interpreter,
                            missing, too_old)
         return None
     if not closure.real_loader_exists:
-        return Finding(Problem.LOADER_MISSING, program, closure.env.real_loader, missing, too_old,
+        return Finding(Problem.LOADER_MISSING, program, real_loader, missing, too_old,
                        detail=I686_DETAIL if _served_as_i686(info) else None)
     if missing or too_old:
-        return Finding(Problem.LIBRARIES_MISSING, program, info.interpreter, missing, too_old)
+        return Finding(Problem.LIBRARIES_MISSING, program, interpreter, missing, too_old)
     return None
 
 

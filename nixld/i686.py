@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from nixld.elf import ElfInfo
     from nixld.entries import PackageRef
 
-MACHINE = "i686"  # uname's name, as LoaderEnv.from_environ takes it
+MACHINE = "i686"  # uname's name, as Search.from_environ takes it
 LOADER_SOURCE = "pkgsi686Linux.glibc"  # how reports name a loader found this way
 
 

@@ -13,23 +13,20 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from nixld import paths
 from nixld.elf import ElfInfo, read_library
 from nixld.errors import BadInputError
 from nixld.glibc import GLIBC_SONAMES, glibc_release, is_glibc_soname
+from nixld.search import Search, Via
 from nixld.text import safe
 
 __all__ = [
-    "GLIBC_SONAMES", "I686_SYSTEM", "Closure", "ElfCache", "LoaderEnv", "Needed", "VersionProblem",
-    "expand_dst", "nix_system", "resolve_closure",
+    "GLIBC_SONAMES", "Closure", "ElfCache", "Needed", "VersionProblem", "expand_dst",
+    "resolve_closure",
 ]
-
-Via = Literal["path", "rpath", "entry", "LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH",
-              "runpath", "loader-dir", "interpreter", "loaded"]
 
 # $PLATFORM as glibc sets it from AT_PLATFORM, per e_machine.
 PLATFORMS: dict[str, str] = {
@@ -41,100 +38,6 @@ PLATFORMS: dict[str, str] = {
 NIXOS_LIB = "lib"
 
 _DST = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
-
-
-def nix_system(machine: str | None = None) -> str:
-    """The Nix system name as nix-ld spells it in variable names: `x86_64_linux`."""
-    machine = machine or os.uname().machine
-    if machine in ("i386", "i486", "i586"):
-        machine = "i686"
-    return f"{machine}_linux".replace("-", "_")
-
-
-def _env_list(value: str | None) -> tuple[str, ...]:
-    # ld.so splits LD_LIBRARY_PATH at ':' and ';'. Empty parts (the current
-    # directory to ld.so) are left out, as the shim leaves them out.
-    if not value:
-        return ()
-    return tuple(part for part in re.split(r"[:;]", value) if part)
-
-
-def _first_set(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
-    # nix-ld and the shim use `${A:-${B:-default}}`: an empty value is unset.
-    for name in names:
-        value = env.get(name)
-        if value:
-            return value, name
-    return None
-
-
-I686_SYSTEM = "i686_linux"
-
-
-def _loader_variables(system: str) -> tuple[str, ...]:
-    """The variables naming the real loader, first set wins.
-
-    Why a 32-bit program on a 64-bit machine reads only NIX_LD_i686_linux:
-    NIX_LD names the machine's own (64-bit) loader there, which cannot load it.
-    """
-    if system == I686_SYSTEM and nix_system() != I686_SYSTEM:
-        return (f"NIX_LD_{system}",)
-    return (f"NIX_LD_{system}", "NIX_LD")
-
-
-def _defaults(system: str) -> tuple[str, str]:
-    """nix-ld's default loader and library path (the NixOS module's 32-bit ones)."""
-    if system == I686_SYSTEM and nix_system() != I686_SYSTEM:
-        return str(paths.NIX_LD_I686_DEFAULT), paths.NIX_LD_LIBRARY_PATH_I686_DEFAULT
-    return str(paths.NIX_LD_DEFAULT), paths.NIX_LD_LIBRARY_PATH_DEFAULT
-
-
-@dataclass(frozen=True)
-class LoaderEnv:
-    """Everything outside the binary that decides where ld.so looks."""
-
-    entry_dirs: tuple[str, ...]  # per-binary resolution dirs (from entries)
-    ld_library_path: tuple[str, ...]  # the user's LD_LIBRARY_PATH
-    nix_ld_library_path: tuple[str, ...]  # NIX_LD_LIBRARY_PATH[_<system>] or nix-ld's default
-    real_loader: str  # the glibc ld.so the shim hands over to
-    real_loader_source: str  # the variable that named it, or "default"
-
-    @classmethod
-    def from_environ(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        entry_dirs: Sequence[str] = (),
-        machine: str | None = None,
-        fallback_loader: tuple[str, str] | None = None,
-    ) -> LoaderEnv:
-        """Read the variables as nix-ld and the shim do (shim/FORMAT.md)."""
-        env = os.environ if env is None else env
-        system = nix_system(machine)
-        found = _first_set(env, *_loader_variables(system)) or fallback_loader
-        libpath = _first_set(env, f"NIX_LD_LIBRARY_PATH_{system}", "NIX_LD_LIBRARY_PATH")
-        default_loader, default_path = _defaults(system)
-        return cls(
-            entry_dirs=tuple(entry_dirs),
-            ld_library_path=_env_list(env.get("LD_LIBRARY_PATH")),
-            nix_ld_library_path=_env_list(libpath[0] if libpath else default_path),
-            real_loader=found[0] if found else default_loader,
-            real_loader_source=found[1] if found else "default",
-        )
-
-    def with_extra_dirs(self, dirs: Sequence[str]) -> LoaderEnv:
-        """These dirs appended to the entry dirs (iterative resolution)."""
-        new = tuple(d for d in dict.fromkeys(dirs) if d not in self.entry_dirs)
-        return replace(self, entry_dirs=self.entry_dirs + new)
-
-    def library_path(self) -> Iterator[tuple[str, Via]]:
-        """The list the shim hands the loader, in order, with each part's rule."""
-        for d in self.entry_dirs:
-            yield d, "entry"
-        for d in self.ld_library_path:
-            yield d, "LD_LIBRARY_PATH"
-        for d in self.nix_ld_library_path:
-            yield d, "NIX_LD_LIBRARY_PATH"
 
 
 @dataclass(frozen=True)
@@ -195,7 +98,7 @@ class ElfCache:
 @dataclass
 class Closure:
     binary: ElfInfo
-    env: LoaderEnv
+    search: Search
     real_loader_exists: bool
     real_loader_glibc: str | None  # e.g. "2.36"
     needed: list[Needed]  # BFS order, as ld.so loads them
@@ -273,8 +176,9 @@ def _expanded(dirs: Sequence[str], obj: _Object, platform: str | None) -> Iterat
 class _Resolver:
     """One closure computation: the loaded objects and the search rules."""
 
-    def __init__(self, info: ElfInfo, env: LoaderEnv, cache: ElfCache) -> None:
-        self.env = env
+    def __init__(self, info: ElfInfo, search: Search, cache: ElfCache) -> None:
+        self.search = search
+        self.real_loader = search.loader.path
         self.cache = cache
         self.platform = PLATFORMS.get(info.machine)
         self.arch = (info.elf_class, info.machine)
@@ -285,9 +189,9 @@ class _Resolver:
         if info.soname:
             self.by_soname[info.soname] = (self.main, "loaded")
         self.needed: dict[str, Needed] = {}
-        self.loader_exists = os.path.exists(env.real_loader)
+        self.loader_exists = os.path.exists(self.real_loader)
         self.loader_dir = (
-            os.path.dirname(os.path.realpath(env.real_loader)) if self.loader_exists else None)
+            os.path.dirname(os.path.realpath(self.real_loader)) if self.loader_exists else None)
         self.loader_problem: str | None = None
         self.interpreter = self._load_interpreter()
 
@@ -298,16 +202,19 @@ class _Resolver:
         if not self.loader_exists:
             return None
         try:
-            info = self.cache.library(self.env.real_loader)
+            info = self.cache.library(self.real_loader)
         except BadInputError as err:
             self.loader_problem = str(err)
             return None
         if (info.elf_class, info.machine) != self.arch:
             self.loader_problem = (
-                f"{safe(self.env.real_loader)}: built for {info.describe_arch()}, "
+                f"{safe(self.real_loader)}: built for {info.describe_arch()}, "
                 f"but this binary is {self.main.info.describe_arch()}")
             return None
-        real = os.path.realpath(self.env.real_loader)
+        if self.search.loader.problem:  # e.g. a shim or stub-ld where ld.so should be
+            self.loader_problem = self.search.loader.problem
+            return None
+        real = os.path.realpath(self.real_loader)
         obj = _Object(info, real, os.path.dirname(real), None)
         self.objects[real] = obj
         names = {info.soname, os.path.basename(self.main.info.interpreter or "")} - {None, ""}
@@ -321,8 +228,8 @@ class _Resolver:
     #  2. DT_RPATH of the needing object, then of the object that loaded it, and
     #     on up to the executable -- only if the needing object has no
     #     DT_RUNPATH (an object's RPATH is void when it has a RUNPATH);
-    #  3. the library path the shim hands the loader: entry dirs,
-    #     LD_LIBRARY_PATH, NIX_LD_LIBRARY_PATH (or nix-ld's default);
+    #  3. the library path the shim hands the loader (nixld.search: entry
+    #     dirs, LD_LIBRARY_PATH, NIX_LD_LIBRARY_PATH or nix-ld's default);
     #  4. DT_RUNPATH of the needing object only;
     #  5. the real loader's own directory, glibc's lib/ on NixOS (unless the
     #     object says DF_1_NODEFLIB). No /lib, /usr/lib, no ld.so.cache.
@@ -334,7 +241,7 @@ class _Resolver:
                     for d in _expanded(chain.info.rpath, chain, self.platform):
                         yield d, "rpath"
                 chain = chain.loader
-        for d, via in self.env.library_path():
+        for d, via in self.search.library_path():
             # ld.so expands tokens in the library path against the executable.
             out = expand_dst(d, self.main.origin, self.platform)
             if out:
@@ -439,7 +346,7 @@ class _Resolver:
         GLIBC_x.y, else the loader's own."""
         if self.loader_dir is None:
             return None
-        for candidate in (os.path.join(self.loader_dir, "libc.so.6"), self.env.real_loader):
+        for candidate in (os.path.join(self.loader_dir, "libc.so.6"), self.real_loader):
             try:
                 release = glibc_release(self.cache.library(candidate).version_defs)
             except BadInputError:
@@ -449,16 +356,17 @@ class _Resolver:
         return None
 
 
-def resolve_closure(info: ElfInfo, env: LoaderEnv, *, cache: ElfCache | None = None) -> Closure:
-    """The closure ld.so would load for `info` under `env` (see _Resolver)."""
+def resolve_closure(info: ElfInfo, search: Search, *,
+                    cache: ElfCache | None = None) -> Closure:
+    """The closure ld.so would load for `info` under `search` (see _Resolver)."""
     cache = cache or ElfCache()
-    resolver = _Resolver(info, env, cache)
+    resolver = _Resolver(info, search, cache)
     if not info.is_static:
         resolver.walk()
         resolver.check_versions()
     return Closure(
         binary=info,
-        env=env,
+        search=search,
         real_loader_exists=resolver.loader_exists,
         real_loader_glibc=resolver.loader_glibc(),
         needed=list(resolver.needed.values()),

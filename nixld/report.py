@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from nixld.pkgsi686 import I686Choice
     from nixld.rank import Candidate, Choice, Ranking
     from nixld.runtime import RootNeeds
+    from nixld.search import AppliedEntry
 
 SCHEMA_VERSION = 2
 # How many candidates the human report lists per soname (JSON has them all).
@@ -72,14 +73,14 @@ def to_json(analysis: Analysis) -> dict[str, Any]:
     closure = analysis.closure
     if closure is None:
         return doc
-    env = closure.env
-    doc["loader"] = {"path": env.real_loader, "source": env.real_loader_source,
-                     "exists": closure.real_loader_exists, "glibc": closure.real_loader_glibc}
+    search = closure.search
+    doc["loader"] = _loader_json(closure)
     doc["search_path"] = {
-        "entry": list(env.entry_dirs),
-        "LD_LIBRARY_PATH": list(env.ld_library_path),
-        "NIX_LD_LIBRARY_PATH": list(env.nix_ld_library_path),
+        "entry": list(search.entry_dirs),
+        "LD_LIBRARY_PATH": list(search.ld_library_path),
+        "NIX_LD_LIBRARY_PATH": list(search.nix_ld_library_path),
     }
+    doc["entries"] = [_entry_json(a) for a in search.applied]
     doc["needed"] = [_needed_json(n) for n in closure.needed]
     doc["glibc_problems"] = [_problem_json(p) for p in closure.glibc_problems]
     choices = analysis.ranking.choices if analysis.ranking else {}
@@ -137,6 +138,19 @@ def _runtime_missing_json(analysis: Analysis,
                 "root": needs.root.label,
             })
     return out
+
+
+def _loader_json(closure: Closure) -> dict[str, Any]:
+    loader = closure.search.loader
+    return {"path": loader.path, "source": loader.source, "exists": closure.real_loader_exists,
+            "glibc": closure.real_loader_glibc,
+            "tried": [{"source": t.source, "path": t.path or None, "problem": t.problem}
+                      for t in loader.tried]}
+
+
+def _entry_json(applied: AppliedEntry) -> dict[str, Any]:
+    return {"scope": applied.scope, "file": str(applied.file), "status": applied.state,
+            "dirs": list(applied.entry.dirs), "build_id": applied.entry.build_id}
 
 
 def _elf_json(info: ElfInfo) -> dict[str, Any]:
@@ -235,6 +249,7 @@ def render_text(analysis: Analysis, *, colour: bool = False) -> str:
     closure = analysis.closure
     if closure is not None:
         lines.extend(_loader_lines(closure, st))
+        lines.extend(_entry_lines(closure, st))
         lines.append("")
         lines.extend(_tree_lines(analysis.path, closure, st))
         lines.extend(_problem_lines(closure, st))
@@ -293,21 +308,31 @@ def _describe(info: ElfInfo) -> str:
 
 
 def _loader_lines(closure: Closure, st: Style) -> list[str]:
-    env = closure.env
-    source = env.real_loader_source
-    where = f"from {source}" if source != "default" else "nix-ld's default"
+    loader = closure.search.loader
+    where = loader.describe_source()
     problem = closure.real_loader_problem
     if closure.real_loader_exists and problem:  # already escaped by the loader module
-        return [f"  real loader: {safe(env.real_loader)} ({where}) {st.red('unusable')}: {problem}"]
+        return [f"  real loader: {safe(loader.path)} ({where}) {st.red('unusable')}: {problem}"]
     if closure.real_loader_exists:
         glibc = f", glibc {closure.real_loader_glibc}" if closure.real_loader_glibc else ""
-        return [f"  real loader: {safe(env.real_loader)} ({where}{glibc})"]
+        return [f"  real loader: {safe(loader.path)} ({where}{glibc})"]
     if closure.binary.machine == "EM_386" and closure.binary.elf_class == 32:
         fix = ("set NIX_LD_i686_linux to a 32-bit glibc ld.so (the NixOS module does), or let "
                "`nixld-hook resolve` build pkgsi686Linux.glibc")
     else:
         fix = "set NIX_LD to a glibc ld.so, or enable the shim on NixOS (programs.nixld.enable)"
-    return [f"  real loader: {safe(env.real_loader)} ({where}) {st.red('does not exist')}: {fix}"]
+    return [f"  real loader: {safe(loader.path)} ({where}) {st.red('does not exist')}: {fix}"]
+
+
+def _entry_lines(closure: Closure, st: Style) -> list[str]:
+    """The entries that apply, in the order their dirs are searched."""
+    out = []
+    for applied in closure.search.applied:
+        scope = "per-user" if applied.scope == "user" else "system-wide"
+        state = "" if applied.valid else " " + st.red(
+            f"stale ({applied.state}; ignored: run nixld-hook resolve again)")
+        out.append(f"  {scope} entry: {safe(applied.file)}{state}")
+    return out
 
 
 def _tree_lines(root: str, closure: Closure, st: Style) -> list[str]:

@@ -293,7 +293,7 @@ class Job32:
     def lacks_loader(self, analyses: Sequence[Analysis]) -> bool:
         """No variable names a 32-bit loader and the default one is not there."""
         return self.loader is None and any(
-            a.closure is not None and a.closure.env.real_loader_source == "default"
+            a.closure is not None and a.closure.search.loader.source == "default"
             and (not a.closure.real_loader_exists or a.closure.real_loader_problem is not None)
             for a in analyses)
 
@@ -573,9 +573,9 @@ def _loader_package(analysis: Analysis) -> set[str]:
     from nixld.i686 import LOADER_SOURCE
 
     closure = analysis.closure
-    if closure is None or closure.env.real_loader_source != LOADER_SOURCE:
+    if closure is None or closure.search.loader.source != LOADER_SOURCE:
         return set()
-    return {closure.env.real_loader.rsplit("/lib/", 1)[0]}
+    return {closure.search.loader.path.rsplit("/lib/", 1)[0]}
 
 
 def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
@@ -625,11 +625,15 @@ def _locked() -> Iterator[None]:
 
 
 def _remembered_dirs(targets: Sequence[str]) -> list[str]:
-    """Dirs remembered for a file with the same content (a copy, a move)."""
+    """Dirs of each target's valid per-user entry (the entry about to be
+    rewritten keeps them), then those remembered for a file with the same
+    content (a copy, a move)."""
     from nixld import entries
+    from nixld.search import Search
 
     dirs: list[str] = []
     for target in targets:
+        dirs.extend(d for d in Search.for_binary(target).user_dirs if d not in dirs)
         remembered = entries.recall_choice(entries.sha256_of(target))
         if remembered is None:
             continue
@@ -642,10 +646,10 @@ def _remembered_dirs(targets: Sequence[str]) -> list[str]:
 def _by_word_size(targets: Sequence[str]) -> list[list[str]]:
     """64-bit (and other) targets, then 32-bit x86 ones: their packages come
     from different places, so each kind is its own job."""
-    from nixld.launch import is_i686_file
+    from nixld.search import elf_machine
 
-    wide = [t for t in targets if not is_i686_file(t)]
-    narrow = [t for t in targets if is_i686_file(t)]
+    narrow = [t for t in targets if elf_machine(t) == "EM_386"]
+    wide = [t for t in targets if t not in narrow]
     return [g for g in (wide, narrow) if g]
 
 
@@ -739,7 +743,7 @@ def _not_libraries(outcome: Outcome) -> tuple[list[str], int]:
         elif info.is_static:
             lines.append(f"{name} is statically linked: it needs no loader and no libraries")
         elif analysis.closure is not None and not analysis.closure.real_loader_exists:
-            lines.append(f"note: the real loader {safe(analysis.closure.env.real_loader)} does "
+            lines.append(f"note: the real loader {safe(analysis.closure.search.loader.path)} does "
                          "not exist here, so glibc was not checked (set NIX_LD, or enable the "
                          "shim on NixOS)")
     return lines, code
@@ -792,6 +796,7 @@ def resolve_interactive(path: str, *, quiet: bool = False) -> int:
 def upgrade_entries(paths: Sequence[str], *, assume_yes: bool = False) -> int:
     """Re-resolve entries against the current database, as if new."""
     from nixld import entries, profile
+    from nixld.search import Search
 
     targets = [os.path.realpath(p) for p in paths] if paths else [
         e.path for _, e in entries.all_entries()]
@@ -800,14 +805,15 @@ def upgrade_entries(paths: Sequence[str], *, assume_yes: bool = False) -> int:
         return ExitCode.OK
     worst = ExitCode.OK
     for target in targets:
-        found = entries.entry_for(target)
-        old = set(p.store_path for p in found[0].packages) if found else set()
+        applied = Search.for_binary(target).user_entry()  # only the user's is ours to redo
+        found = applied.entry if applied else None
+        old = {p.store_path for p in found.packages} if found else set()
         if found:
             entries.remove_entry(target)
         code, outcome = resolve([target], Options(assume_yes=assume_yes, remembered=False))
         if outcome is None or outcome.answer in (Answer.NO, Answer.NEVER):
             if found:  # keep what worked before
-                entries.write_entry(found[0])
+                entries.write_entry(found)
             worst = max(worst, code)
             continue
         new = {p.store_path for p in outcome.picked}

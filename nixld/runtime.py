@@ -30,7 +30,8 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.elf import DlopenHint, ElfInfo
-    from nixld.loader import Closure, ElfCache, LoaderEnv, Needed
+    from nixld.loader import Closure, ElfCache, Needed
+    from nixld.search import Search
 
 Source = Literal["note", "plugin", "library", "extension", "with", "trace"]
 Priority = Literal["required", "recommended", "suggested"]
@@ -241,7 +242,7 @@ def _process_sonames(closure: Closure) -> set[str]:
     return have
 
 
-def analyse_root(root: Root, exe: ElfInfo, closure: Closure, env: LoaderEnv,
+def analyse_root(root: Root, exe: ElfInfo, closure: Closure, env: Search,
                  cache: ElfCache) -> RootNeeds:
     """`root` as the executable's process would load it."""
     from nixld.loader import resolve_closure
@@ -270,7 +271,7 @@ def analyse_root(root: Root, exe: ElfInfo, closure: Closure, env: LoaderEnv,
     return RootNeeds(root, sub, missing)
 
 
-def analyse_roots(roots: Sequence[Root], exe: ElfInfo, closure: Closure, env: LoaderEnv,
+def analyse_roots(roots: Sequence[Root], exe: ElfInfo, closure: Closure, env: Search,
                   cache: ElfCache) -> list[RootNeeds]:
     return [analyse_root(r, exe, closure, env, cache) for r in roots]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nixld import doctor, shell
-from tests.conftest import REPO, need_tool, run_cli
+from tests.conftest import REPO, need, need_tool, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,14 @@ def test_real_shim_is_recognised(built_shim: Path, tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_real_loader_from_nix_ld(tmp_path: Path) -> None:
+    need(os.path.exists("/lib64/ld-linux-x86-64.so.2"), "needs Debian's x86-64 ld.so")
     loader = tmp_path / "ld.so"
-    loader.write_bytes(b"")
+    shutil.copy("/lib64/ld-linux-x86-64.so.2", loader)
     assert doctor.check_real_loader({"NIX_LD": str(loader)}).ok
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")  # exists, but is no glibc ld.so: read, never trusted by name
+    check = doctor.check_real_loader({"NIX_LD": str(empty)})
+    assert not check.ok and "empty file" in check.detail and check.fix
     check = doctor.check_real_loader({"NIX_LD": str(tmp_path / "gone")})
     assert not check.ok and "NIX_LD=" in check.detail and check.fix
     # NIX_LD_<system> wins, as in nix-ld and the shim.
@@ -148,11 +153,6 @@ def test_cli_human_output_has_fixes(xdg: Path) -> None:
     assert "\x1b" not in result.stdout
     assert shutil.which("nix-store") is None or "ok  nix" in result.stdout
 
-
-def need(condition: object, reason: str) -> None:
-    from tests.conftest import need as _need
-
-    _need(condition, reason)
 
 
 @pytest.mark.parametrize("shim_there", [False, True])

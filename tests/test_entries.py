@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixld import entries, paths
+from nixld import entries, paths, search
 from nixld.elf import note_build_id, read_build_id
 from nixld.entries import Entry, Identity, PackageRef
 from nixld.errors import StateError
@@ -199,6 +199,17 @@ def make_binary(where: Path, content: bytes = b"\x7fELF fake binary") -> Path:
     return where
 
 
+def entries_for(binary: str | Path) -> list[tuple[Entry, bool]]:
+    """The matching entries, per-user first (through the one search model)."""
+    return [(a.entry, a.valid) for a in search.applied_entries(binary, os.environ)]
+
+
+def entry_for(binary: str | Path) -> tuple[Entry, bool] | None:
+    """A valid matching entry first, else a stale one."""
+    found = entries_for(binary)
+    return next((item for item in found if item[1]), found[0] if found else None)
+
+
 def entry_for_file(path: Path) -> Entry:
     real = os.path.realpath(path)
     return sample(path=real, identity=Identity.of_file(real), sha256=entries.sha256_of(real))
@@ -224,10 +235,10 @@ def test_entry_for_follows_the_file_identity(xdg: Path) -> None:
     link = xdg / "link-to-tool"
     link.symlink_to(binary)
     entries.write_entry(entry_for_file(binary))
-    found = entries.entry_for(link)  # keyed by the canonical path
+    found = entry_for(link)  # keyed by the canonical path
     assert found is not None and found[1] is True
     os.utime(binary, ns=(0, 12345))  # same bytes, another mtime: replaced
-    found = entries.entry_for(binary)
+    found = entry_for(binary)
     assert found is not None and found[1] is False
     assert entries.status(found[0]) == "changed"
     binary.unlink()
@@ -238,12 +249,12 @@ def test_corrupt_or_colliding_entries_are_ignored(xdg: Path) -> None:
     binary = make_binary(xdg / "bin" / "tool")
     target = entries.write_entry(entry_for_file(binary))
     target.write_bytes(target.read_bytes()[:-4])  # truncated
-    assert entries.entry_for(binary) is None
+    assert entry_for(binary) is None
     assert entries.all_entries() == []
     other = entry_for_file(binary)
     target.write_bytes(entries.format_entry(sample(path="/some/other/path",
                                                    identity=other.identity)))
-    assert entries.entry_for(binary) is None  # the path line decides
+    assert entry_for(binary) is None  # the path line decides
 
 
 def test_system_entries_are_read_after_per_user_ones(xdg: Path, tmp_path: Path,
@@ -253,10 +264,10 @@ def test_system_entries_are_read_after_per_user_ones(xdg: Path, tmp_path: Path,
     binary = make_binary(xdg / "bin" / "tool")
     real = os.path.realpath(binary)
     entries.write_entry(Entry(real, None, ("/sys/lib",)), directory=system)
-    found = entries.entry_for(binary)
+    found = entry_for(binary)
     assert found == (Entry(real, None, ("/sys/lib",)), True)
     entries.write_entry(entry_for_file(binary))
-    assert [e.dirs for e, _ in entries.entries_for(binary)] == [(f"{ZLIB}/lib",), ("/sys/lib",)]
+    assert [e.dirs for e, _ in entries_for(binary)] == [(f"{ZLIB}/lib",), ("/sys/lib",)]
     assert [e.path for _, e in entries.system_entries()] == [real]
 
 
@@ -284,14 +295,14 @@ def test_a_copy_elsewhere_is_found_by_its_build_id(xdg: Path) -> None:
     copy = xdg / "v2" / "true"
     copy.parent.mkdir()
     shutil.copy2(original, copy)
-    [(found, applies)] = entries.entries_for(copy)
+    [(found, applies)] = entries_for(copy)
     assert applies and found.build_id == build_id and found.dirs == entry.dirs
     assert found.path == str(original) and found.size == original.stat().st_size
-    assert entries.entries_for(original) == [(entry, True)]  # its path entry first
+    assert entries_for(original) == [(entry, True)]  # its path entry first
     assert [e.path for _, e in entries.build_id_entries()] == [str(original)]
     with copy.open("ab") as f:
         f.write(b"\0")  # same build-id, another size
-    assert entries.entries_for(copy) == []
+    assert entries_for(copy) == []
     assert entries.status(found) == "valid"
     assert entries.remove_entry(original)  # the path entry and the build-id entry it wrote
     assert entries.all_entries() == [] and entries.build_id_entries() == []
@@ -371,5 +382,5 @@ def test_sigint_while_writing_leaves_a_whole_entry(xdg: Path) -> None:
         assert child.returncode == 130, err
         files = sorted(p.name for p in paths.entries_dir().iterdir())
         assert files == [entries.key_for(str(binary)) + ".entry"]  # no temporary left
-        found = entries.entry_for(binary)
+        found = entry_for(binary)
         assert found is not None and found[1]

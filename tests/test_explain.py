@@ -203,10 +203,11 @@ def test_dry_run_directory_is_one_plan(tmp_path: Path, nixos_env: dict[str, str]
     assert [m["soname"] for m in plugin["missing"]] == ["libpcre2-8.so.0"]
 
 
-def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
-                                                     nixos_env: dict[str, str]) -> None:
-    """No symbol versions to go by: the exported symbols decide (ld.so would
-    fail with `undefined symbol: q_new` on the older copy)."""
+def q_world(tmp_path: Path, nixos_env: dict[str, str]) -> tuple[Path, dict[str, str],
+                                                                dict[str, str]]:
+    """`uses-q` needs q_new from libq.so.1; the database has an old copy named
+    after the library (libq, lacking q_new) and a new one (qq-tools), both in
+    the local store. Returns (binary, env, {"old"|"new": store path})."""
     import subprocess
 
     from tests.conftest import need_tool
@@ -241,12 +242,32 @@ def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
     db.mkdir()
     # The old copy is named after the library: without the check it would win.
     write_database(db / "files", [item("old", "libq"), item("new", "qq-tools")])
-    env = dict(nixos_env, NIX_INDEX_DATABASE=str(db))
+    return binary, dict(nixos_env, NIX_INDEX_DATABASE=str(db)), added
+
+
+def test_local_candidate_lacking_a_symbol_is_dropped(tmp_path: Path,
+                                                     nixos_env: dict[str, str]) -> None:
+    """No symbol versions to go by: the exported symbols decide (ld.so would
+    fail with `undefined symbol: q_new` on the older copy)."""
+    binary, env, added = q_world(tmp_path, nixos_env)
     doc = json.loads(run_cli("explain", "--json", str(binary), env=env).stdout)
     [missing] = doc["missing"]
     assert missing["soname"] == "libq.so.1"
     assert missing["chosen"]["store_path"] == added["new"]
     assert [c["store_path"] for c in missing["candidates"]] == [added["new"]]
+
+
+def test_a_missing_loader_never_discards_a_candidate(tmp_path: Path,
+                                                    nixos_env: dict[str, str]) -> None:
+    """With no real loader, libc's symbols look unprovided: no candidate may be
+    dropped for lacking them (it once dropped every provider)."""
+    binary, env, added = q_world(tmp_path, nixos_env)
+    env["NIX_LD"] = str(tmp_path / "no-such-ld.so")
+    doc = json.loads(run_cli("explain", "--json", str(binary), env=env).stdout)
+    assert doc["loader"]["exists"] is False
+    [missing] = doc["missing"]
+    assert sorted(c["store_path"] for c in missing["candidates"]) == sorted(added.values())
+    assert missing["chosen"] is not None
 
 
 def test_32_bit_binary_is_explained_with_pkgsi686linux_packages(

@@ -23,13 +23,12 @@ from nixld.loader import (
     GLIBC_SONAMES,
     Closure,
     ElfCache,
-    LoaderEnv,
     Needed,
     VersionProblem,
     expand_dst,
-    nix_system,
     resolve_closure,
 )
+from nixld.search import Search, nix_system
 from tests.conftest import need, need_tool
 from tests.fixtures.build import Fixtures
 
@@ -47,15 +46,15 @@ class World:
     nix_ld_lib: Path  # NIX_LD_LIBRARY_PATH
 
     def env(self, *, entry_dirs: tuple[str | Path, ...] = (), ld_library_path: str = "",
-            nix_ld_library_path: str | None = None) -> LoaderEnv:
+            nix_ld_library_path: str | None = None) -> Search:
         variables = {
             "NIX_LD": str(self.loader),
             "NIX_LD_LIBRARY_PATH": (str(self.nix_ld_lib) if nix_ld_library_path is None
                                     else nix_ld_library_path),
             "LD_LIBRARY_PATH": ld_library_path,
         }
-        return LoaderEnv.from_environ(
-            variables, entry_dirs=[str(d) for d in entry_dirs], machine="x86_64")
+        return Search.from_environ(
+            variables, user_dirs=[str(d) for d in entry_dirs], machine="x86_64")
 
 
 @pytest.fixture
@@ -100,23 +99,23 @@ def system_libc_release() -> str:
 
 @pytest.mark.unit
 def test_from_environ_defaults_are_nix_lds() -> None:
-    env = LoaderEnv.from_environ({}, machine="x86_64")
-    assert env == LoaderEnv(
-        entry_dirs=(), ld_library_path=(),
-        nix_ld_library_path=("/run/current-system/sw/share/nix-ld/lib",),
-        real_loader="/run/current-system/sw/share/nix-ld/lib/ld.so",
-        real_loader_source="default")
+    env = Search.from_environ({}, machine="x86_64")
+    assert (env.entry_dirs, env.ld_library_path, env.nix_ld_library_path) == (
+        (), (), ("/run/current-system/sw/share/nix-ld/lib",))
+    need(not os.path.exists("/run/current-system"), "this is NixOS: a loader is found")
+    assert (env.loader.path, env.loader.source) == (
+        "/run/current-system/sw/share/nix-ld/lib/ld.so", "default")
 
 
 @pytest.mark.unit
 def test_from_environ_prefers_the_system_specific_variables() -> None:
-    env = LoaderEnv.from_environ({
+    env = Search.from_environ({
         "NIX_LD": "/a/ld.so", "NIX_LD_x86_64_linux": "/b/ld.so",
         "NIX_LD_LIBRARY_PATH": "/x", "NIX_LD_LIBRARY_PATH_x86_64_linux": "/y:/z",
         "LD_LIBRARY_PATH": ":/u::/v;/w:",
-    }, entry_dirs=["/e"], machine="x86_64")
-    assert env.real_loader == "/b/ld.so"
-    assert env.real_loader_source == "NIX_LD_x86_64_linux"
+    }, user_dirs=["/e"], machine="x86_64")
+    assert env.loader.path == "/b/ld.so"
+    assert env.loader.source == "NIX_LD_x86_64_linux"
     assert env.nix_ld_library_path == ("/y", "/z")
     assert env.ld_library_path == ("/u", "/v", "/w")
     assert env.entry_dirs == ("/e",)
@@ -124,10 +123,10 @@ def test_from_environ_prefers_the_system_specific_variables() -> None:
 
 @pytest.mark.unit
 def test_from_environ_treats_empty_as_unset_and_uses_the_machine() -> None:
-    env = LoaderEnv.from_environ(
+    env = Search.from_environ(
         {"NIX_LD_aarch64_linux": "", "NIX_LD": "/a/ld.so", "NIX_LD_x86_64_linux": "/b",
          "NIX_LD_LIBRARY_PATH": ""}, machine="aarch64")
-    assert (env.real_loader, env.real_loader_source) == ("/a/ld.so", "NIX_LD")
+    assert (env.loader.path, env.loader.source) == ("/a/ld.so", "NIX_LD")
     assert env.nix_ld_library_path == ("/run/current-system/sw/share/nix-ld/lib",)
     assert nix_system("x86_64") == "x86_64_linux"
     assert nix_system("i386") == "i686_linux"
@@ -135,7 +134,7 @@ def test_from_environ_treats_empty_as_unset_and_uses_the_machine() -> None:
 
 @pytest.mark.unit
 def test_with_extra_dirs_appends_new_dirs_once() -> None:
-    env = LoaderEnv.from_environ({}, entry_dirs=["/a"], machine="x86_64")
+    env = Search.from_environ({}, user_dirs=["/a"], machine="x86_64")
     assert env.with_extra_dirs(["/b", "/a", "/b", "/c"]).entry_dirs == ("/a", "/b", "/c")
     assert env.entry_dirs == ("/a",)
 
@@ -390,12 +389,12 @@ def test_newer_glibc_cannot_be_met_by_libraries(fx: Fixtures, world: World) -> N
 
 def test_missing_real_loader_is_named_and_the_rest_still_reported(
         fx: Fixtures, tmp_path: Path) -> None:
-    env = LoaderEnv.from_environ({"NIX_LD": str(tmp_path / "no" / "ld.so"),
+    env = Search.from_environ({"NIX_LD": str(tmp_path / "no" / "ld.so"),
                                   "NIX_LD_LIBRARY_PATH": str(tmp_path)}, machine="x86_64")
     closure = resolve_closure(elf(fx.needs_a_rpath), env)
     assert not closure.real_loader_exists
-    assert closure.env.real_loader == str(tmp_path / "no" / "ld.so")
-    assert closure.env.real_loader_source == "NIX_LD"
+    assert closure.search.loader.path == str(tmp_path / "no" / "ld.so")
+    assert closure.search.loader.source == "NIX_LD"
     assert closure.real_loader_glibc is None
     assert where(closure)["liba.so.1"] == ("rpath", str(fx.lib / "liba.so.1"))
     assert where(closure)["libc.so.6"] == (None, None)
@@ -408,7 +407,7 @@ def test_a_real_loader_of_another_architecture_is_named(fx: Fixtures, tmp_path: 
     need(fx.decoyarm, "needs aarch64-linux-gnu-gcc")
     assert fx.decoyarm is not None
     loader = fx.decoyarm / "libb.so.1"  # any aarch64 ELF object will do
-    env = LoaderEnv.from_environ({"NIX_LD": str(loader), "NIX_LD_LIBRARY_PATH": str(fx.lib)},
+    env = Search.from_environ({"NIX_LD": str(loader), "NIX_LD_LIBRARY_PATH": str(fx.lib)},
                                  machine="x86_64")
     closure = resolve_closure(elf(fx.needs_a), env)
     assert closure.real_loader_exists
@@ -421,7 +420,7 @@ def test_a_real_loader_of_another_architecture_is_named(fx: Fixtures, tmp_path: 
 def test_a_real_loader_that_is_not_elf_is_named(fx: Fixtures, tmp_path: Path) -> None:
     loader = tmp_path / "ld.so"
     loader.write_text("#!/bin/sh\n")
-    env = LoaderEnv.from_environ({"NIX_LD": str(loader)}, machine="x86_64")
+    env = Search.from_environ({"NIX_LD": str(loader)}, machine="x86_64")
     closure = resolve_closure(elf(fx.needs_a), env)
     assert closure.real_loader_problem == f"{loader}: not an ELF file"
     assert [n.soname for n in closure.unresolved_glibc] == ["libc.so.6"]
@@ -429,7 +428,7 @@ def test_a_real_loader_that_is_not_elf_is_named(fx: Fixtures, tmp_path: Path) ->
 
 
 def test_static_binaries_need_nothing(fx: Fixtures, tmp_path: Path) -> None:
-    env = LoaderEnv.from_environ({"NIX_LD": str(tmp_path / "none")}, machine="x86_64")
+    env = Search.from_environ({"NIX_LD": str(tmp_path / "none")}, machine="x86_64")
     for binary in (fx.static, fx.static_pie):
         closure = resolve_closure(elf(binary), env)
         assert closure.needed == [] and closure.complete

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nixld import entries, launch, nix, paths, profile
+from nixld import entries, nix, paths, profile
 from nixld.entries import Entry, Identity, PackageRef
+from nixld.search import Search, nix_system
 from tests.conftest import need, need_tool, run_cli
 from tests.nixcache import NixCache
 
@@ -58,7 +59,7 @@ def program(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(xdg: Path) -> dict[str, str]:
     out = dict(os.environ, NIX_LD=LOADER)
-    for var in ("LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH", f"NIX_LD_{launch.system_suffix()}"):
+    for var in ("LD_LIBRARY_PATH", "NIX_LD_LIBRARY_PATH", f"NIX_LD_{nix_system()}"):
         out.pop(var, None)
     return out
 
@@ -127,7 +128,7 @@ def test_library_path_order_matches_the_shim(program: Path, env: dict[str, str],
     env.pop("LD_LIBRARY_PATH")
     assert run_cli("run", str(program), env=env).stdout.startswith("lib=nixld")
     # NIX_LD_LIBRARY_PATH_<system> wins over NIX_LD_LIBRARY_PATH
-    env[f"NIX_LD_LIBRARY_PATH_{launch.system_suffix()}"] = f"{user}/lib"
+    env[f"NIX_LD_LIBRARY_PATH_{nix_system()}"] = f"{user}/lib"
     assert run_cli("run", str(program), env=env).stdout.startswith("lib=user")
 
 
@@ -140,11 +141,14 @@ def test_library_path_composition(xdg: Path, monkeypatch: pytest.MonkeyPatch,
     real = os.path.realpath(binary)
     entries.write_entry(Entry(real, Identity.of_file(real), ("/u1", "/u2")))
     entries.write_entry(Entry(real, None, ("/s1",)), directory=tmp_path / "sys")
-    got, stale = launch.library_path(str(binary), {"LD_LIBRARY_PATH": "/l1::/l2"})
-    assert got == f"/u1:/u2:/s1:/l1:/l2:{paths.NIX_LD_LIBRARY_PATH_DEFAULT}"
-    assert stale == []
-    got, _ = launch.library_path(str(binary), {"NIX_LD_LIBRARY_PATH": "/n"})
-    assert got == "/u1:/u2:/s1:/n"
+    # The per-user entries dir is the one of the environment given (FORMAT.md).
+    home = {k: os.environ[k] for k in ("HOME", "XDG_STATE_HOME")}
+    search = Search.for_binary(str(binary), {**home, "LD_LIBRARY_PATH": "/l1::/l2"})
+    assert search.library_path_string() == (
+        f"/u1:/u2:/s1:/l1:/l2:{paths.NIX_LD_LIBRARY_PATH_DEFAULT}")
+    assert search.stale == ()
+    search = Search.for_binary(str(binary), {**home, "NIX_LD_LIBRARY_PATH": "/n"})
+    assert search.library_path_string() == "/u1:/u2:/s1:/n"
 
 
 def test_a_stale_entry_is_ignored_with_a_warning(program: Path, env: dict[str, str],
@@ -158,14 +162,14 @@ def test_a_stale_entry_is_ignored_with_a_warning(program: Path, env: dict[str, s
 
 def test_the_loader_is_found_as_the_shim_finds_it(program: Path, env: dict[str, str],
                                                   tmp_path: Path) -> None:
-    env[f"NIX_LD_{launch.system_suffix()}"] = str(tmp_path / "nope")
+    env[f"NIX_LD_{nix_system()}"] = str(tmp_path / "nope")
     res = run_cli("run", str(program), env=env)
     assert res.returncode == 1
-    assert res.stderr == (f"nixld-hook: error: NIX_LD_{launch.system_suffix()}="
+    assert res.stderr == (f"nixld-hook: error: NIX_LD_{nix_system()}="
                           f"{tmp_path}/nope is not a file: point it at the real dynamic "
                           "loader (ld-linux)\n")
     env.pop("NIX_LD")
-    env.pop(f"NIX_LD_{launch.system_suffix()}")
+    env.pop(f"NIX_LD_{nix_system()}")
     res = run_cli("run", str(program), env=env)
     need(not paths.NIX_LD_DEFAULT.exists(), "nix-ld is installed here")
     assert res.stderr.startswith("nixld-hook: error: no real loader:")

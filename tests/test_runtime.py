@@ -144,14 +144,15 @@ def test_candidate_symbols_are_judged_against_the_whole_process(
     (Py* from the interpreter) are no requirement on its missing library."""
     from nixld.analysis import merged_symbols, required_symbols
     from nixld.elf import read_binary
-    from nixld.loader import LoaderEnv, resolve_closure
+    from nixld.loader import resolve_closure
+    from nixld.search import Search
 
     (tmp_path / "ext.c").write_text("int py_thing(void); int zlibVersion(void);\n"
                                     "int ext(void) { return py_thing() + zlibVersion(); }\n")
     ext = tmp_path / "ext.so"
     gcc("-shared", "-fPIC", "-o", str(ext), str(tmp_path / "ext.c"),
         str(tmp_path / "stubs/libz.so.1"))
-    env = LoaderEnv.from_environ(world_env)
+    env = Search.from_environ(world_env)
     exe = read_binary(app_tree / "app")
     mod = read_binary(ext)
     assert not isinstance(exe, type(None)) and hasattr(mod, "undefined_symbols")

@@ -36,9 +36,9 @@ def split_command(command: list[str]) -> tuple[str, list[str]]:
 def run(args: argparse.Namespace) -> int:
     path, program_args = split_command(args.argv)
     plan = launch.prepare(path, program_args, os.environ)
-    for entry in plan.stale:
-        print(f"nixld-hook: the resolution for {safe(entry.path)} is stale (the file changed); "
-              f"ignoring it: run `nixld-hook resolve {safe(path)}`", file=sys.stderr)
+    for applied in plan.stale:
+        print(f"nixld-hook: the resolution for {safe(applied.entry.path)} is stale (the file "
+              f"changed); ignoring it: run `nixld-hook resolve {safe(path)}`", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
