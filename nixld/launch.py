@@ -15,24 +15,31 @@ from dataclasses import dataclass
 
 from nixld import paths
 from nixld.errors import BadInputError, NixldError
-from nixld.search import AppliedEntry, RealLoader, Search, elf_machine
+from nixld.search import AppliedEntry, Search, elf_machine, foreign_i686
 from nixld.text import safe
 
 
-def usable_loader(loader: RealLoader) -> str:
+def usable_loader(search: Search) -> str:
     """The loader's path, or one line saying why `run` cannot use it."""
+    loader, i686 = search.loader, foreign_i686(search.system)
     if loader.from_variable:
         if not os.path.isfile(loader.path):
+            what = "a 32-bit glibc loader (ld-linux.so.2)" if i686 else \
+                "the real dynamic loader (ld-linux)"
             raise NixldError(f"{loader.source}={safe(loader.path)} is not a file: point it at "
-                             "the real dynamic loader (ld-linux)")
+                             f"{what}")
         if loader.problem:
             raise NixldError(f"{loader.source}={safe(loader.path)}: {loader.problem}")
         return loader.path
-    if not os.path.isfile(loader.path) or loader.problem:
-        default = os.fspath(paths.NIX_LD_DEFAULT)
-        raise NixldError(f"no real loader: {default} is missing and NIX_LD is unset "
-                         "(enable programs.nix-ld on NixOS, or set NIX_LD)")
-    return loader.path
+    if os.path.isfile(loader.path) and not loader.problem:
+        return loader.path
+    if i686:
+        raise NixldError(f"no 32-bit loader: NIX_LD_i686_linux is unset, {safe(loader.path)} is "
+                         "missing and no resolution recorded one (run `nixld-hook resolve` on "
+                         "the program, which builds pkgsi686Linux.glibc)")
+    default = os.fspath(paths.NIX_LD_DEFAULT)
+    raise NixldError(f"no real loader: {default} is missing and NIX_LD is unset "
+                     "(enable programs.nix-ld on NixOS, or set NIX_LD)")
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def prepare(name: str, args: Sequence[str], environ: Mapping[str, str]) -> Launc
     if not os.access(binary, os.X_OK):
         raise BadInputError(f"{safe(binary)}: not executable")
     search = Search.for_binary(binary, environ, machine=elf_machine(binary))
-    loader = usable_loader(search.loader)
+    loader = usable_loader(search)
     lib_path = search.library_path_string()
     argv = [loader, "--library-path", lib_path, "--argv0", name, binary, *args]
     return Launch(loader, lib_path, argv, search.stale)
