@@ -531,10 +531,10 @@ def _add_driver_dir(analyses: Sequence[Analysis], dirs: list[str], rep: Reporter
 
 def _with_for_i686(opts: Options, targets: Sequence[str]) -> Options:
     """For 32-bit x86 targets, --with ATTR means pkgsi686Linux.ATTR."""
-    from nixld.launch import is_i686_file
     from nixld.pkgsi686 import PACKAGE_SET
+    from nixld.search import elf_machine
 
-    if not targets or not all(is_i686_file(t) for t in targets):
+    if not targets or not all(elf_machine(t) == "EM_386" for t in targets):
         return opts
     mapped = [w if ".so" in w or w.startswith(f"{PACKAGE_SET}.") else f"{PACKAGE_SET}.{w}"
               for w in opts.with_]
