@@ -354,11 +354,11 @@ def test_with_for_a_32_bit_binary_builds_pkgsi686linux_packages(
     assert set(installed) == {"pkgsi686Linux.glibc", "pkgsi686Linux.zlib",
                               "pkgsi686Linux.acme-sdk"}
     assert installed["pkgsi686Linux.zlib"]["sonames"] == ["libz.so.1"]
-    from nixld import entries
+    from nixld.search import Search
 
-    found = entries.entry_for(str(hello))
-    assert found is not None and found[1]
-    assert {d.rsplit("/", 1)[0] for d in found[0].dirs} == {
+    found = Search.for_binary(str(hello), env).user_entry()  # what the shim applies
+    assert found is not None and found.valid
+    assert {d.rsplit("/", 1)[0] for d in found.entry.dirs} == {
         installed["pkgsi686Linux.zlib"]["store_path"],
         installed["pkgsi686Linux.acme-sdk"]["store_path"]}
     assert run_cli("forget", "--all", env=env).returncode == 0
