@@ -118,8 +118,8 @@ def tree_dirs(info: ElfInfo, env: Mapping[str, str] | None = None) -> list[str]:
 
     env = os.environ if env is None else env
     exe_dir = os.path.dirname(os.path.realpath(info.path))
-    shared = {os.path.realpath(d) for d in env.get("PATH", "").split(":") if d}
-    shared |= {"/", os.path.realpath(env.get("HOME", "/"))}
+    shared = {os.path.abspath(d) for d in env.get("PATH", "").split(":") if d}
+    shared |= {"/", os.path.abspath(env.get("HOME", "/"))}
     dirs = [] if exe_dir in shared else [exe_dir]
     for d in (*info.rpath, *info.runpath):
         if "$ORIGIN" not in d and "${ORIGIN}" not in d:
@@ -160,6 +160,38 @@ def _has_elf_magic(path: str) -> bool:
         return False
 
 
+PT_INTERP = 3
+ET_DYN = 3
+
+
+def is_shared_object(path: str) -> bool:
+    """ET_DYN without PT_INTERP, from the ELF and program headers alone: the
+    walk skips executables without paying for pyelftools (explain's hot path)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+                return False
+            end = "<" if head[5] == 1 else ">"
+            wide = head[4] == 2
+            e_type = struct.unpack_from(end + "H", head, 16)[0]
+            if e_type != ET_DYN:
+                return False
+            phoff, phentsize, phnum = (
+                struct.unpack_from(end + "Q", head, 32)[0] if wide
+                else struct.unpack_from(end + "I", head, 28)[0],
+                *struct.unpack_from(end + "HH", head, 54 if wide else 42))
+            f.seek(phoff)
+            table = f.read(phentsize * min(phnum, 256))
+    except (OSError, struct.error):
+        return False
+    types = (struct.unpack_from(end + "I", table, i)[0]
+             for i in range(0, len(table) - 3, phentsize or 1))
+    return PT_INTERP not in types
+
+
 def tree_roots(info: ElfInfo, closure: Closure, cache: ElfCache,
                env: Mapping[str, str] | None = None) -> list[Root]:
     """Shared objects of the program's tree that its closure does not load."""
@@ -167,7 +199,7 @@ def tree_roots(info: ElfInfo, closure: Closure, cache: ElfCache,
     loaded.add(os.path.realpath(info.path))
     roots = []
     for path in walk_elf_files(tree_dirs(info, env)):
-        if os.path.realpath(path) in loaded:
+        if os.path.realpath(path) in loaded or not is_shared_object(path):
             continue
         try:
             obj = cache.library(path)

@@ -174,17 +174,12 @@ def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> int | N
 # ---------------------------------------------------------------- the record
 
 
-def _fnv1a64(data: bytes) -> int:
-    """The shim's file-name hash (FORMAT.md); hashlib would cost explain ~15 ms."""
-    h = 0xCBF29CE484222325
-    for byte in data:
-        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
 def _record_file(path: str) -> Path:
-    digest = _fnv1a64(os.fsencode(os.path.realpath(path)))
-    return paths.state_dir() / "trace" / f"{digest:016x}.json"
+    # The record holds the path, checked on reading: a plain checksum will do.
+    import zlib
+
+    real = os.fsencode(os.path.realpath(path))
+    return paths.state_dir() / "trace" / f"{zlib.crc32(real):08x}-{len(real):x}.json"
 
 
 def save(result: TraceResult) -> Path:
