@@ -275,8 +275,9 @@ def _runtime_lines(analysis: Analysis, st: Style) -> list[str]:
                  f"{'s' if len(analysis.runtime) != 1 else ''} found "
                  f"({_runtime_counts(analysis.runtime)}), {len(lacking)} lacking something"]
     for needs in lacking[:MAX_RUNTIME_LINES]:
-        how = (st.red("resolve installs") if needs.root.priority == "required"
-               else st.yellow(f"{needs.root.priority}, offered"))
+        how = {"required": st.red("resolve installs"),
+               "recommended": st.yellow("recommended, offered; not taken by --yes"),
+               "suggested": st.dim("suggested, listed")}[needs.root.priority]
         lines.append(f"  {runtime.describe(needs)} [{RUNTIME_SOURCES[needs.root.source]}; "
                      f"{how}]")
     if len(lacking) > MAX_RUNTIME_LINES:

@@ -374,6 +374,7 @@ def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
     # Offered per root (a plugin, a recommended note): not in the plan.
     hints = [f"{s} (for {os.path.basename(n.root.label)})" if n.root.path else s
              for a in outcome.analyses for n in a.optional_needs
+             if n.root.priority == "recommended"  # suggested ones: explain lists them
              for s in n.missing_sonames if s not in opts.with_]
     summary = prompt.PlanSummary(label, list(ranking.choices), plan, size,
                                  len(to_fetch), list(dict.fromkeys(hints)))

@@ -10,6 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from nixld import world as w
@@ -163,3 +164,21 @@ def test_candidate_symbols_are_judged_against_the_whole_process(
     process = merged_symbols([exe_closure, ext_closure])
     assert "py_thing" not in process.get("libz.so.1", [])
     assert "zlibVersion" in process["libz.so.1"]
+
+
+def test_the_prompt_offers_an_optional_plugins_needs(
+        world: w.World, world_env: dict[str, str], app_tree: Path) -> None:
+    from tests.test_resolve import QUESTION, spawn
+
+    child = spawn(["resolve", str(app_tree / "app")], world_env)
+    child.expect(QUESTION)
+    plan = " ".join(child.before.split())  # the plan as shown, lines joined
+    assert "it may also load at run time:" in plan
+    assert "libonig.so.5 (for libqsqlmysql.so)" in plan
+    assert "libnothere.so.7" in plan  # a note without priority: recommended, offered
+    child.send("n\r")
+    child.expect("nothing installed")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert "libncursesw" not in plan  # a suggested note: explain lists it, the prompt does not
