@@ -320,7 +320,7 @@ __attribute__((noinline)) static void ask_identity(struct context *c)
 {
     struct statx st;
     long r = c->exe_fd >= 0 ? sys_statx(c->exe_fd, "", AT_EMPTY_PATH, &st)
-                            : sys_statx(AT_FDCWD, c->exe, AT_SYMLINK_NOFOLLOW, &st);
+                            : sys_statx(AT_FDCWD, c->exe, 0, &st);
     c->identity_known = sys_failed(r) ? -1 : 1;
     /* st_dev as the kernel's stat() encodes it (new_encode_dev). */
     uint64_t major = st.stx_dev_major, minor = st.stx_dev_minor;
@@ -542,70 +542,113 @@ static int plain_path(const char *s)
     }
 }
 
-/* The canonical path the kernel executed, cheaply: AT_EXECFN (after the cwd
- * if relative) when it is a plain path none of whose components is a symlink
- * (one openat2). Else readlink("/proc/self/exe"), which is exact but slow in
- * a fresh process: procfs first builds the new pid's entries. */
-static long exe_path(struct context *c, char *buf)
+/* AT_EXECFN as an absolute path into `buf` (after the cwd if relative) when
+ * it is a plain path (no empty, "." or ".." part); its length, else 0. */
+static size_t execfn_path(const struct context *c, char *buf)
 {
     const char *fn = c->execfn;
-    c->exe_fd = -1;
-    if (fn && fn[0]) {
-        size_t len = 0;
-        if (fn[0] != '/') {
-            while (fn[0] == '.' && fn[1] == '/')
-                fn += 2;
-            long r = sys_getcwd(buf, PATH_BUF);
-            len = sys_failed(r) || buf[0] != '/' ? PATH_BUF : str_len(buf);
-            if (len > 1 && len < PATH_BUF)
-                buf[len++] = '/'; /* (the cwd "/" already ends in one) */
-        }
-        size_t n = str_len(fn);
-        if (len + n < PATH_BUF && plain_path(fn)) {
-            put(buf + len, fn, n + 1);
-            long fd = sys_open_no_symlinks(buf);
-            if (!sys_failed(fd)) {
-                c->exe_fd = (int)fd;
-                done_with_fd(c, (int)fd); /* closed at the end: statx may need it */
-                return (long)(len + n);
-            }
-        }
+    if (!fn || !fn[0])
+        return 0;
+    size_t len = 0;
+    if (fn[0] != '/') {
+        while (fn[0] == '.' && fn[1] == '/')
+            fn += 2;
+        long r = sys_getcwd(buf, PATH_BUF);
+        if (sys_failed(r) || buf[0] != '/')
+            return 0;
+        len = str_len(buf);
+        if (len > 1)
+            buf[len++] = '/'; /* (the cwd "/" already ends in one) */
     }
-    return sys_readlink("/proc/self/exe", buf, PATH_BUF);
+    size_t n = str_len(fn);
+    if (len + n >= PATH_BUF || !plain_path(fn))
+        return 0;
+    put(buf + len, fn, n + 1);
+    return len + n;
 }
+
+/* The keys of one executable path: its FNV-1a hash and the build-id. */
+struct keys {
+    char hex[16], id_hex[2 * NIXLD_BUILD_ID_MAX];
+    struct lookup by_path, by_id;
+};
+
+static void set_exe(struct context *c, struct keys *k, const char *exe, size_t len)
+{
+    c->exe = exe;
+    c->exe_len = len;
+    k->by_path = (struct lookup){0, 1, k->hex, 16};
+    for (size_t i = 0; i < len; i++)
+        if (exe[i] == '\n')
+            k->by_path.key_len = 0; /* cannot have a path entry (FORMAT.md) */
+    nixld_hex16(nixld_fnv1a64(exe, len), k->hex);
+}
+
+/* The per-user entries directory, as `dir` + `sub`; 0 if there is none. */
+static const char *user_dir(const struct context *c, const char **sub)
+{
+    *sub = "/nixld/entries";
+    if (absolute(c->xdg_state_home.value))
+        return c->xdg_state_home.value;
+    *sub = "/.local/state/nixld/entries";
+    return absolute(c->home.value) ? c->home.value : 0;
+}
+
+/* How far the per-user directory was looked at before find_entries. */
+enum user_lookup { USER_UNTRIED, USER_PATH_MISSED, USER_APPLIED };
 
 /* Appends the dirs of the entries that apply: per-user, then system-wide;
  * in each, the path entry, else the build-id entry (FORMAT.md). */
-static void find_entries(struct context *c, size_t len)
+static void find_entries(struct context *c, struct keys *k, enum user_lookup user)
 {
-    char hex[16], id_hex[2 * NIXLD_BUILD_ID_MAX];
-    char *file = scratch.io.names + len + 1; /* PATH_BUF bytes at least */
-    struct lookup by_path = {0, 1, hex, 16};
-    struct lookup by_id = {1, 0, id_hex, build_id_hex(c, id_hex)};
-    for (size_t i = 0; i < len; i++)
-        if (c->exe[i] == '\n')
-            by_path.key_len = 0; /* cannot have a path entry (FORMAT.md) */
-    nixld_hex16(nixld_fnv1a64(c->exe, len), hex);
-
-    if (absolute(c->xdg_state_home.value))
-        find_in(c, file, c->xdg_state_home.value, "/nixld/entries", &by_path, &by_id);
-    else if (absolute(c->home.value))
-        find_in(c, file, c->home.value, "/.local/state/nixld/entries", &by_path, &by_id);
-    by_path.need_identity = 0;
-    find_in(c, file, NIXLD_SYSTEM_ENTRIES_DIR, "", &by_path, &by_id);
+    char *file = scratch.io.names + c->exe_len + 1; /* PATH_BUF bytes at least */
+    const char *sub, *dir = user_dir(c, &sub);
+    if (dir && user != USER_APPLIED &&
+        (user == USER_PATH_MISSED || !try_entry(c, file, dir, sub, &k->by_path)))
+        try_entry(c, file, dir, sub, &k->by_id);
+    struct lookup sys_path = k->by_path;
+    sys_path.need_identity = 0;
+    find_in(c, file, NIXLD_SYSTEM_ENTRIES_DIR, "", &sys_path, &k->by_id);
 }
 
+/* The key is the canonical path P (FORMAT.md). AT_EXECFN is tried first
+ * with no system call: a per-user path entry found under it whose path and
+ * whole identity match is this very file at the path it was resolved at,
+ * so it applies at once. Otherwise AT_EXECFN counts as P only if no
+ * component is a symlink (one openat2), else P comes from
+ * readlink("/proc/self/exe"), exact but slow in a fresh process (procfs
+ * first builds the new pid's entries). */
 static void find_entry(struct context *c)
 {
+    struct keys k;
+    const char *sub;
+    char *buf = scratch.io.names;
     if (c->secure)
         return;
-    long n = exe_path(c, scratch.io.names);
-    if (!sys_failed(n) && n > 0 && n < PATH_BUF) {
-        scratch.io.names[n] = 0;
-        c->exe = scratch.io.names;
-        c->exe_len = (size_t)n;
-        find_entries(c, (size_t)n);
+    k.by_id = (struct lookup){1, 0, k.id_hex, build_id_hex(c, k.id_hex)};
+    size_t len = execfn_path(c, buf);
+    if (len) {
+        set_exe(c, &k, buf, len);
+        const char *dir = user_dir(c, &sub);
+        if (dir && try_entry(c, buf + len + 1, dir, sub, &k.by_path)) {
+            find_entries(c, &k, USER_APPLIED);
+            return;
+        }
+        long fd = sys_open_no_symlinks(buf);
+        if (!sys_failed(fd)) {
+            c->exe_fd = (int)fd;
+            done_with_fd(c, (int)fd); /* closed at the end: statx may need it */
+            find_entries(c, &k, USER_PATH_MISSED);
+            return;
+        }
+        c->identity_known = 0; /* a statx of AT_EXECFN says nothing of P */
     }
+    long n = sys_readlink("/proc/self/exe", buf, PATH_BUF);
+    if (sys_failed(n) || n <= 0 || n >= PATH_BUF)
+        return;
+    buf[n] = 0;
+    set_exe(c, &k, buf, (size_t)n);
+    find_entries(c, &k, USER_UNTRIED);
 }
 
 /* --- The loader ---------------------------------------------------------- */

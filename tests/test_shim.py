@@ -201,6 +201,31 @@ def test_entry_applies_however_the_program_is_named(
         assert (r.returncode, r.stdout) == (0, "who entry\n"), (argv0, r.stderr)
 
 
+def test_an_entry_under_the_name_executed_applies_when_its_identity_matches(
+        world: World, state: Path, tmp_path: Path) -> None:
+    """AT_EXECFN's own key is tried first (FORMAT.md): an entry recorded for
+    that name applies when its identity is the file's (the same file); one
+    whose identity is another file's sends the shim to the canonical path."""
+    prog = copy_program(world, tmp_path, "use_who")
+    link = tmp_path / "link"
+    link.symlink_to(prog)
+    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    by_name = entry_text(prog, [world.libs["user"]]).replace(f"path {prog}\n", f"path {link}\n")
+    (user_entries(state) / entry_name_of(str(link))).write_text(by_name)
+    env = world.env(XDG_STATE_HOME=str(state))
+    assert world.run(link, env).stdout == "who user\n"
+    assert world.run(prog, env).stdout == "who entry\n"
+    (tmp_path / "sub").mkdir()
+    other = copy_program(world, tmp_path / "sub", "hello")
+    stale = entry_text(other, [world.libs["user"]]).replace(f"path {other}\n", f"path {link}\n")
+    (user_entries(state) / entry_name_of(str(link))).write_text(stale)
+    assert world.run(link, env).stdout == "who entry\n"
+
+
+def entry_name_of(path: str) -> str:
+    return f"{fnv1a64(path.encode()):016x}.entry"
+
+
 def test_long_library_path(world: World, state: Path) -> None:
     """Long dirs (far past the shim's static buffer) before the real one; the
     entry file just under its 64 KiB limit."""
