@@ -11,6 +11,7 @@ interpreter the world's glibc ld.so in the store.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -107,7 +108,9 @@ class Shell:
 
 @pytest.fixture
 def nixos_env(world_env: dict[str, str], nix_sh: str) -> dict[str, str]:
+    """No NIX_LD: the real loader is found as on NixOS, from the system's sh."""
     env = dict(world_env, NIX_SH=nix_sh)
+    del env["NIX_LD"]
     return env
 
 
@@ -154,6 +157,7 @@ nixld() { "$LD" "$PY" -m nixld "$@"; }
 "$TOOL" --help 2>"$OUT/plain.err"; echo $? >"$OUT/plain.rc"
 /usr/bin/cat /dev/null 2>"$OUT/cat.err"; echo $? >"$OUT/cat.rc"
 nixld handle --shell bash --status 127 --cwd "$OUT" -- "$TOOL --help" 2>"$OUT/handle.err"
+nixld doctor --json >"$OUT/doctor.json" || true
 if [ -n "${RESOLVED:-}" ]; then
   nixld run "$TOOL" --help 2>"$OUT/run.err"; echo $? >"$OUT/run.rc"
 fi
@@ -190,7 +194,18 @@ def test_unmodified_binaries_behind_stub_ld_at_lib64(
         f"programs.nixld.enable = true;), or run: nixld-hook run {tool}; it also lacks "
         f"libbz2.so.1.0: first run: nixld-hook resolve {tool}\n")
 
-    resolved = run_cli("resolve", "--yes", "--quiet", str(tool), env=nixos_env)
+    doctor = {c["name"]: c for c in json.loads(got["doctor.json"])["checks"]}
+    assert not doctor["shim"]["ok"]
+    assert "is no loader (NixOS's stub-ld: no shim is enabled)" in doctor["shim"]["detail"]
+    assert doctor["real loader"]["ok"]
+    assert doctor["real loader"]["detail"] == (
+        f"the interpreter of /run/current-system/sw/bin/sh {world.ld_so} exists")
+
+    resolved = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "/bin/bash", "-c",
+         NIXOS_RUN + 'exec "$PY" -m nixld resolve --yes --quiet "$TOOL"'],
+        env={**nixos_env, "PY": sys.executable, "TOOL": str(tool), "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=300, check=False)
     assert resolved.returncode == 0, resolved.stderr
     got = in_lib64_stub_namespace(stub, nixos_env, tool, tmp_path / "after", resolved=True)
     assert got["plain.rc"] == "127\n"  # a plain run still meets stub-ld
