@@ -614,10 +614,10 @@ static void find_entries(struct context *c, struct keys *k, enum user_lookup use
 /* The key is the canonical path P (FORMAT.md). AT_EXECFN is tried first
  * with no system call: a per-user path entry found under it whose path and
  * whole identity match is this very file at the path it was resolved at,
- * so it applies at once. Otherwise AT_EXECFN counts as P only if no
- * component is a symlink (one openat2), else P comes from
- * readlink("/proc/self/exe"), exact but slow in a fresh process (procfs
- * first builds the new pid's entries). */
+ * and a per-user build-id entry needs no path at all, so either applies at
+ * once. Otherwise AT_EXECFN counts as P only if no component is a symlink
+ * (one openat2), else P comes from readlink("/proc/self/exe"), exact but
+ * slow in a fresh process (procfs first builds the new pid's entries). */
 static void find_entry(struct context *c)
 {
     struct keys k;
@@ -630,7 +630,8 @@ static void find_entry(struct context *c)
     if (len) {
         set_exe(c, &k, buf, len);
         const char *dir = user_dir(c, &sub);
-        if (dir && try_entry(c, buf + len + 1, dir, sub, &k.by_path)) {
+        if (dir && (try_entry(c, buf + len + 1, dir, sub, &k.by_path) ||
+                    try_entry(c, buf + len + 1, dir, sub, &k.by_id))) {
             find_entries(c, &k, USER_APPLIED);
             return;
         }
