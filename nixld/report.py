@@ -517,6 +517,14 @@ def summary_line(sonames: Iterable[str]) -> str:
     return f"lacks {names[0]} (and {len(names) - 1} more)"
 
 
+def _merged_plan(docs: list[dict[str, Any]]) -> list[Any]:
+    """The 32-bit plans of several binaries, each package once."""
+    merged: list[Any] = []
+    for doc in docs:
+        merged += [item for item in doc["plan"] if item not in merged]
+    return merged
+
+
 def to_json_many(label: str, analyses: list[Analysis], ranking: Ranking | None) -> dict[str, Any]:
     """One document for several binaries (resolve DIR --dry-run): the union."""
     if len(analyses) == 1:
@@ -526,7 +534,8 @@ def to_json_many(label: str, analyses: list[Analysis], ranking: Ranking | None) 
         "schema_version": SCHEMA_VERSION, "binary": label, "kind": "dynamic",
         "interpreter": None, "needed": [], "missing": [], "dlopen_hints": [],
         "runtime": [r for d in docs for r in d.get("runtime", [])],
-        "plan": [p.to_json() for p in ranking.plan] if ranking else [],
+        "plan": _merged_plan(docs) if any(a.i686 is not None for a in analyses)
+        else [p.to_json() for p in ranking.plan] if ranking else [],
         "complete": all(d["complete"] for d in docs),
         "warnings": sorted({w for d in docs for w in d["warnings"]}),
         "database": docs[0]["database"] if docs else None,
@@ -557,6 +566,8 @@ def render_plan_text(label: str, analyses: list[Analysis], ranking: Ranking | No
         missing = analysis.missing_sonames
         state = st.green("complete") if not missing else st.red(summary_line(missing))
         lines.append(f"{safe(analysis.path)}: {state}")
+    if any(a.i686 is not None for a in analyses):
+        return "\n".join(lines + [line for a in analyses for line in _plan32_lines(a, st)]) + "\n"
     plan = ranking.plan if ranking else []
     if plan:
         lines.append(st.bold(f"would install {len(plan)} package{'s' if len(plan) != 1 else ''}:"))

@@ -320,9 +320,9 @@ class Job32:
         done: list[Picked] = []
         for pick in picks:
             choice = ranking.choices.get(pick.sonames[0]) if pick.sonames else None
-            if choice is None:  # --with SONAME: ranked apart; its owner alone
-                choice = Choice(pick.sonames[0] if pick.sonames else "", [], None)
-                mapped = pkgsi686.I686Choice(choice.soname, tuple(_mapped_pick(pick)), ())
+            if choice is None:  # ranked apart from the job: its owner alone
+                soname = pick.sonames[0] if pick.sonames else ""
+                mapped = pkgsi686.I686Choice(soname, tuple(_mapped_pick(pick)), ())
             else:
                 owner = next((c for c in choice.candidates if c.store_path == pick.store_path),
                              None)
@@ -846,6 +846,10 @@ def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Rank
         ranking.plan.extend(PlanItem(p.attr, p.output, p.store_path, tuple(p.sonames))
                             for p in extra
                             if p.store_path not in {i.store_path for i in ranking.plan})
+    from nixld.analysis import map_to_i686
+
     for analysis in analyses:
         analysis.ranking = ranking
+        if Job32.of([analysis]):
+            map_to_i686(analysis)  # its packages are pkgsi686Linux ones
     return analyses, ranking

@@ -362,3 +362,16 @@ def test_with_for_a_32_bit_binary_builds_pkgsi686linux_packages(
         installed["pkgsi686Linux.zlib"]["store_path"],
         installed["pkgsi686Linux.acme-sdk"]["store_path"]}
     assert run_cli("forget", "--all", env=env).returncode == 0
+
+
+def test_dry_run_plans_pkgsi686linux_packages(world32: dict[str, object]) -> None:
+    tool, env = world32["tool"], world32["env"]
+    assert isinstance(tool, Path) and isinstance(env, dict)
+    doc = json.loads(run_cli("resolve", "--dry-run", "--json", str(tool), env=env).stdout)
+    assert doc["plan"] == [{"attr": "pkgsi686Linux.greet", "output": "out", "store_path": None,
+                            "sonames": ["libgreet.so.1"]}]
+    text = run_cli("resolve", "--dry-run", str(tool), env=env).stdout
+    assert "pkgsi686Linux.greet (out)  [libgreet.so.1]" in text
+    both = json.loads(run_cli("resolve", "--dry-run", "--json", str(tool),
+                              str(world32["pigz"]), env=env).stdout)
+    assert [p["attr"] for p in both["plan"]] == ["pkgsi686Linux.greet", "pkgsi686Linux.zlib"]
