@@ -526,11 +526,23 @@ def add_to_store(path: Path) -> str:
     return res.stdout.strip()
 
 
-def copy_to_cache(store_paths: Sequence[str], cache_dir: Path) -> None:
-    """Put `store_paths` (with their closure) into a `file://` binary cache."""
+def copy_to_cache(store_paths: Sequence[str], cache_dir: Path, *,
+                  secret_key: Path | None = None) -> None:
+    """Put `store_paths` (with their closure) into a `file://` binary cache,
+    signed with `secret_key` (a `nix-store --generate-binary-cache-key` file)."""
     paths = check_store_paths(store_paths)
-    _run(["nix", *NIX_COMMAND, "copy", "--to", f"file://{cache_dir.absolute()}", *paths],
+    url = f"file://{cache_dir.absolute()}"
+    if secret_key is not None:
+        url += f"?secret-key={secret_key.absolute()}"
+    _run(["nix", *NIX_COMMAND, "copy", "--to", url, *paths],
          what=f"copying to the binary cache {safe(cache_dir)}")
+
+
+def generate_signing_key(name: str, secret: Path, public: Path) -> str:
+    """A binary cache key pair; the public key (`name:base64`)."""
+    _run(["nix-store", "--generate-binary-cache-key", name, os.fspath(secret),
+          os.fspath(public)], what="generating a binary cache key")
+    return public.read_text().strip()
 
 
 def delete_paths(store_paths: Sequence[str]) -> None:

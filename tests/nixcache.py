@@ -3,7 +3,8 @@
 `NixCache.publish(...)` makes store paths with `nix-store --add` (each holding
 a small `lib/`), copies them into a `file://` binary cache, and deletes them
 from the store again, so that every later realisation is a real substitution.
-`env()` is the NIX_CONFIG pointing Nix at that cache (and only at it).
+`env()` is the NIX_CONFIG pointing Nix at that cache (and only at it), with
+the key the cache is signed with in `trusted-public-keys`.
 
 Every path gets a fresh nonce, so two tests never share a store path (one
 test's profile rooting a path would stop another from deleting it).
@@ -19,6 +20,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,9 +31,23 @@ import pytest
 from nixld import nix, paths
 from tests.conftest import REPO, need_tool
 
+_KEYS: list[tuple[Path, str]] = []
+
+
+def signing_key() -> tuple[Path, str]:
+    """The test caches' key pair, one per test run: (secret key file, public key)."""
+    if not _KEYS:
+        where = Path(tempfile.mkdtemp(prefix="nixld-test-key-"))
+        public = nix.generate_signing_key("nixld-test-cache-1", where / "key.sec",
+                                          where / "key.pub")
+        _KEYS.append((where / "key.sec", public))
+    return _KEYS[0]
+
 
 def nix_config(cache_dir: Path, extra: str = "") -> str:
-    return (f"substituters = file://{cache_dir}\nrequire-sigs = false\n"
+    """Only this cache, its key trusted (as a real cache's is; signatures stay
+    required)."""
+    return (f"substituters = file://{cache_dir}\ntrusted-public-keys = {signing_key()[1]}\n"
             f"narinfo-cache-negative-ttl = 0\n{extra}")
 
 
@@ -61,7 +77,7 @@ class NixCache:
     def publish(self, name: str, files: Mapping[str, bytes] | None = None) -> str:
         """A store path that is only in the cache: realising it substitutes it."""
         path = self.add(name, files)
-        nix.copy_to_cache([path], self.dir)
+        nix.copy_to_cache([path], self.dir, secret_key=signing_key()[0])
         nix.delete_paths([path])
         assert not nix.is_valid(path)
         self.published.append(path)

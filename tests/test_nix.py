@@ -17,7 +17,7 @@ import pytest
 from nixld import nix
 from nixld.errors import NixError
 from tests.conftest import REPO, need_tool
-from tests.nixcache import NixCache, nix_config
+from tests.nixcache import NixCache, nix_config, signing_key
 
 pytest_plugins = ("tests.nixcache",)  # nix_cache, slow_cache, http_cache
 
@@ -273,7 +273,7 @@ def test_sigint_mid_realise_stops_nix_and_leaves_the_path_absent(
     url, requested = slow_cache
     path = nix_cache.publish("interrupted")
     env = dict(os.environ, PYTHONPATH=str(REPO),
-               NIX_CONFIG=f"substituters = {url}\nrequire-sigs = false\n"
+               NIX_CONFIG=f"substituters = {url}\ntrusted-public-keys = {signing_key()[1]}\n"
                           "narinfo-cache-negative-ttl = 0\n")
     child = subprocess.Popen([sys.executable, "-c", REALISE_SCRIPT, path], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -313,7 +313,8 @@ def test_progress_counts_the_bytes_of_an_http_download(nix_cache: NixCache, http
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     blob = os.urandom(1024 * 1024)
     path = nix_cache.publish("fetched", {"lib/libfetched.so.1": blob})
-    monkeypatch.setenv("NIX_CONFIG", f"substituters = {http_cache}\nrequire-sigs = false\n")
+    monkeypatch.setenv("NIX_CONFIG", f"substituters = {http_cache}\n"
+                       f"trusted-public-keys = {signing_key()[1]}\n")
     out = io.StringIO()
     progress = nix.Progress(out, live=True)
     nix.realise([path], progress=progress)

@@ -17,7 +17,7 @@ import pytest
 from nixld import nix, paths, profile
 from nixld.errors import NixError, StateError
 from tests.conftest import REPO, need_tool
-from tests.nixcache import NixCache, private_store_argv
+from tests.nixcache import NixCache, private_store_argv, signing_key
 
 pytest_plugins = ("tests.nixcache",)  # the nix_cache and slow_cache fixtures
 
@@ -132,8 +132,10 @@ def test_roots_hold_under_a_real_nix_collect_garbage(xdg: Path, tmp_path: Path) 
     need_tool("bwrap")
     work = tmp_path / "work"
     work.mkdir()
+    # Its cache is unsigned: `nix-store --add` paths are content-addressed and
+    # need no signature.
     env = dict(os.environ, PYTHONPATH=str(REPO),
-               NIX_CONFIG=f"substituters = file://{work}/cache\nrequire-sigs = false\n")
+               NIX_CONFIG=f"substituters = file://{work}/cache\n")
     argv = private_store_argv(tmp_path / "nix", sys.executable, "-c", GC_SCRIPT, str(work))
     res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300,
                          check=False)
@@ -233,7 +235,7 @@ def test_sigint_while_fetching_installs_nothing(
     profile.install([before])
     path = nix_cache.publish("slow")
     env = dict(os.environ, PYTHONPATH=str(REPO),
-               NIX_CONFIG=f"substituters = {url}\nrequire-sigs = false\n")
+               NIX_CONFIG=f"substituters = {url}\ntrusted-public-keys = {signing_key()[1]}\n")
     child = subprocess.Popen([sys.executable, "-c", REALISE_INSTALL_SCRIPT, path], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -13,7 +13,7 @@ from nixld import entries, nix, paths, profile
 from nixld.entries import Entry, Identity, PackageRef
 from nixld.search import Search, nix_system
 from tests.conftest import need, need_tool, run_cli
-from tests.nixcache import NixCache
+from tests.nixcache import NixCache, signing_key
 
 pytest_plugins = ("tests.nixcache",)  # the nix_cache fixture
 
@@ -69,7 +69,7 @@ def resolve_by_hand(tool: Path, nix_cache: NixCache, tag: str = "store") -> str:
     tree = compile_lib(nix_cache.root / f"which-{tag}", tag)
     (tree / "nonce").write_bytes(os.urandom(8))  # a store path of this test's own
     store_path = nix.add_to_store(tree)
-    nix.copy_to_cache([store_path], nix_cache.dir)
+    nix.copy_to_cache([store_path], nix_cache.dir, secret_key=signing_key()[0])
     nix.delete_paths([store_path])
     nix.realise([store_path], quiet=True)
     profile.install([store_path])
