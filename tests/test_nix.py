@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from nixld import nix
+from nixld import world as world_mod
 from nixld.errors import NixError
-from tests.conftest import REPO, need_tool
+from tests.conftest import REPO, need_tool, run_cli
 from tests.nixcache import NixCache, nix_config, signing_key
 
 pytest_plugins = ("tests.nixcache",)  # nix_cache, slow_cache, http_cache
@@ -353,3 +354,21 @@ def test_an_unsigned_substitute_in_internal_json_is_its_own_error() -> None:
     assert (err.path, err.substituter) == ("/nix/store/5g0dir7fxmvvh80f1g3k1hwlpmv0qfh7-ia",
                                            "file:///c")
     assert nix.trust_error("error: build of '/nix/store/x' failed\n") is None
+
+
+def test_resolve_quiet_still_says_why_every_candidate_failed(
+        world: world_mod.World, world_env: dict[str, str], tmp_path: Path) -> None:
+    """--quiet hides progress, never the reason: "see the messages above" has
+    messages above it."""
+    empty = tmp_path / "empty-cache"
+    empty.mkdir()
+    (empty / "nix-cache-info").write_text("StoreDir: /nix/store\n")
+    env = dict(world_env, NIX_CONFIG=nix_config(empty))
+    r = run_cli("resolve", "--yes", "--quiet", str(world.binaries["bzip2"]), env=env,
+                timeout=300)
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[-1] == ("nixld-hook: still missing: libbz2.so.1.0 (every candidate failed "
+                         "to install; see the messages above)")
+    reasons = [ln for ln in lines if ln.startswith("nixld-hook: cannot install ")]
+    assert reasons and all(f"(asked file://{empty};" in ln for ln in reasons), r.stderr
