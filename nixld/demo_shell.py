@@ -91,12 +91,35 @@ def build_shim(dest: Path) -> Path:
     return out
 
 
+def _pythons_own_libraries() -> set[str]:
+    """Libraries the running Python finds through its own RUNPATH (a pyenv
+    build's libpython): the shim's library path comes before RUNPATH, so the
+    set must not hold the machine's copies of them."""
+    from nixld.elf import ElfInfo, read_binary
+
+    real = os.path.realpath(sys.executable)
+    try:
+        info = read_binary(real)
+    except NixldError:
+        return set()
+    dirs = (*info.runpath, *info.rpath) if isinstance(info, ElfInfo) else ()
+    origin = os.path.dirname(real)
+    names: set[str] = set()
+    for d in dirs:
+        where = Path(d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin))
+        if where.is_dir():
+            names.update(f.name for f in where.iterdir() if ".so" in f.name)
+    return names
+
+
 def library_set(dest: Path, lacking: Sequence[str]) -> Path:
-    """NIX_LD_LIBRARY_PATH: links to the machine's libraries, except `lacking`."""
+    """NIX_LD_LIBRARY_PATH: links to the machine's libraries, except `lacking`
+    (and those the running Python brings itself)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
+    own = _pythons_own_libraries()
     for lib in SYSTEM_LIB.iterdir():
-        if ".so" in lib.name and not lib.name.startswith(tuple(lacking)):
+        if ".so" in lib.name and lib.name not in own and not lib.name.startswith(tuple(lacking)):
             (dest / lib.name).symlink_to(lib)
     return dest
 
