@@ -292,3 +292,38 @@ def xvfb_display() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def xwd_to_png(xwd: Path, png: Path) -> Path:
+    """An X window dump (ZPixmap, 24 or 32 bits per pixel, as Xvfb's root at
+    depth 24 gives) as a PNG, with zlib alone: the test keeps a screenshot anyone can open."""
+    import struct
+    import zlib
+
+    data = xwd.read_bytes()
+    fields = struct.unpack(">25I", data[:100])
+    header_size, width, height = fields[0], fields[4], fields[5]
+    byte_order, bits_per_pixel, bytes_per_line, ncolors = (
+        fields[7], fields[11], fields[12], fields[19])
+    step = bits_per_pixel // 8
+    if step not in (3, 4):
+        raise w.WorldError(f"{xwd.name}: {bits_per_pixel} bits per pixel, not 24 or 32")
+    pixels = data[header_size + 12 * ncolors:]
+    rows = []
+    for y in range(height):
+        line = pixels[y * bytes_per_line:y * bytes_per_line + step * width]
+        lo, mid, hi = line[0::step], line[1::step], line[2::step]
+        r, g, b = (hi, mid, lo) if byte_order == 0 else (lo, mid, hi) if step == 3 \
+            else (line[1::step], line[2::step], line[3::step])
+        rgb = bytearray(3 * width)
+        rgb[0::3], rgb[1::3], rgb[2::3] = r, g, b
+        rows.append(b"\0" + bytes(rgb))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    png.write_bytes(b"\x89PNG\r\n\x1a\n"
+                    + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + chunk(b"IEND", b""))
+    return png
