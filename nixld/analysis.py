@@ -9,8 +9,6 @@ the soname index -> ranked candidates -> plan.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,16 +84,24 @@ class Analysis:
             self.closure, *(n.closure for n in self.runtime if n.closure is not None)]
 
 
-def search_for(path: str, env: Mapping[str, str] | None = None,
-               extra_dirs: Sequence[str] = (), *, machine: str | None = None,
-               loader: tuple[str, str] | None = None) -> Search:
-    """The search the shim would set up for `path` today, plus the directories
-    of a resolution being planned (in the per-user slot, where it writes them)
-    and the 32-bit loader it built (`loader`: path and source)."""
+@dataclass(frozen=True)
+class Planned:
+    """What a resolution in progress adds to a target's analysis: the dirs it
+    chose (the per-user slot of the search, where the entry will name them),
+    the 32-bit loader it built (path, source), the run-time roots it adds."""
+
+    dirs: Sequence[str] = ()
+    loader: tuple[str, str] | None = None
+    roots: Sequence[Root] = ()
+
+
+def search_for(path: str, env: Mapping[str, str] | None, planned: Planned,
+               machine: str | None = None) -> Search:
+    """The search the shim would set up for `path` today, plus what is planned."""
     from nixld.search import Search
 
-    return Search.for_binary(path, env, machine=machine, loader=loader).with_extra_dirs(
-        extra_dirs)
+    found = Search.for_binary(path, env, machine=machine, loader=planned.loader)
+    return found.with_extra_dirs(planned.dirs)
 
 
 def _is_i686(info: ElfInfo) -> bool:
@@ -103,15 +109,13 @@ def _is_i686(info: ElfInfo) -> bool:
 
 
 def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
-                    extra_dirs: Sequence[str] = (), cache: ElfCache | None = None,
-                    loader: tuple[str, str] | None = None,
-                    roots: Sequence[Root] = ()) -> Analysis:
+                    cache: ElfCache | None = None, planned: Planned = Planned()) -> Analysis:
     """Read `path` and, for a dynamic ELF, emulate the loader (no ranking).
 
     `cache` carries parsed ELF facts across calls (the rounds of a resolution
-    analyse the same files again with more directories); `loader` is a 32-bit
-    loader a resolution built (see search_for). An executable's run-time
-    roots (its .note.dlopen, its own tree, and `roots`) are analysed too.
+    analyse the same files again with more directories). An executable's
+    run-time roots (its .note.dlopen, its own tree, and the planned ones) are
+    analysed too.
     """
     from nixld.elf import ScriptInfo, read_binary
     from nixld.loader import ElfCache, resolve_closure
@@ -120,10 +124,10 @@ def analyse_closure(path: str, *, env: Mapping[str, str] | None = None,
     result = Analysis(path=path, info=info)
     if not isinstance(info, ScriptInfo) and not info.is_static:
         cache = cache or ElfCache()
-        search = search_for(path, env, extra_dirs, machine=info.machine, loader=loader)
+        search = search_for(path, env, planned, info.machine)
         result.closure = resolve_closure(info, search, cache=cache)
         if info.interpreter is not None:
-            result.runtime = runtime_needs(result, search, cache, roots, env)
+            result.runtime = runtime_needs(result, search, cache, planned.roots, env)
     return result
 
 
@@ -146,7 +150,7 @@ def runtime_needs(result: Analysis, search: Search, cache: ElfCache,
 def analyse(path: str, *, db: str | None = None, env: Mapping[str, str] | None = None,
             extra_dirs: Sequence[str] = ()) -> Analysis:
     """Analyse `path` and, if libraries are missing, rank their providers."""
-    result = analyse_closure(path, env=env, extra_dirs=extra_dirs)
+    result = analyse_closure(path, env=env, planned=Planned(extra_dirs))
     if result.closure is None:
         return result
     missing = result.missing_sonames
@@ -189,57 +193,19 @@ def map_to_i686(result: Analysis) -> None:
     result.plan32 = pkgsi686.plan(result.i686.values())
 
 
-def required_versions(closure: Closure) -> dict[str, list[str]]:
-    """soname -> versions the closure needs from it (for the candidate check)."""
-    required: dict[str, set[str]] = {}
-    objects = [closure.binary, *(_object(closure, n.path) for n in closure.needed if n.path)]
-    for info in objects:
-        for need in info.version_needs if info else ():
-            required.setdefault(need.library, set()).update(need.versions)
-    return {soname: sorted(vs) for soname, vs in required.items()}
-
-
-def _object(closure: Closure, path: str) -> ElfInfo | None:
-    """An object of the closure, as the loader emulation already read it."""
-    from nixld.errors import BadInputError
-
-    try:
-        return closure.objects.library(path)
-    except BadInputError:  # already reported by the loader
-        return None
-
-
 def rank_analysis(result: Analysis, db_file: Path) -> Ranking:
     """Rank what the process lacks: the closure's and the required roots' needs."""
+    from nixld.candidate import merged_symbols, merged_versions
+
     closures = result.closures()
     return rank_sonames(result.missing_sonames, merged_versions(closures), db_file,
                         symbols=lambda: merged_symbols(closures))
 
 
-def merged_versions(closures: Sequence[Closure]) -> dict[str, list[str]]:
-    """required_versions of several closures of one process, merged."""
-    merged: dict[str, list[str]] = {}
-    for closure in closures:
-        for soname, versions in required_versions(closure).items():
-            have = merged.setdefault(soname, [])
-            have.extend(v for v in versions if v not in have)
-    return merged
-
-
-def merged_symbols(closures: Sequence[Closure]) -> dict[str, list[str]]:
-    """required_symbols of one process's closures: each judged against what the
-    whole process has loaded (the executable, its closure, the roots')."""
-    loaded = [c.binary.path for c in closures[:1]]
-    loaded += [n.path for c in closures for n in c.needed if n.path]
-    merged: dict[str, list[str]] = {}
-    for closure in closures:
-        for soname, syms in required_symbols(closure, loaded).items():
-            merged.setdefault(soname, []).extend(syms)
-    return merged
-
-
 def rank_missing(closure: Closure, db_file: Path) -> Ranking:
     """Look up every missing soname of one closure in one go and rank them."""
+    from nixld.candidate import required_symbols, required_versions
+
     return rank_sonames([n.soname for n in closure.missing], required_versions(closure), db_file,
                         symbols=lambda: required_symbols(closure))
 
@@ -253,93 +219,19 @@ def rank_sonames(sonames: Sequence[str], required: Mapping[str, Sequence[str]],
     reads every resolved library's exports) the unversioned symbols each
     missing soname must provide.
     """
+    from nixld.candidate import check_for
     from nixld.index import SonameIndex
-    from nixld.rank import local_candidate_check, rank_candidates
+    from nixld.progress import ProgressLine
+    from nixld.rank import rank_candidates
 
-    progress = _progress_printer()
-    index = SonameIndex.open(db_file, progress=progress.show if progress else None)
-    if progress:
-        progress.done()
+    progress = ProgressLine()  # a first index build takes seconds: show it, then erase it
+    index = SonameIndex.open(db_file, progress=progress.show if progress.live else None)
+    progress.end()
     providers = {
         soname: [p for p in provs if (soname, p.store_path.path) not in exclude]
         for soname, provs in index.lookup(sonames).items()
     }
     for soname in sonames:
         providers.setdefault(soname, [])
-    any_local = any(os.path.exists(p.path) for provs in providers.values() for p in provs)
-    wanted = symbols() if symbols is not None and any_local else {}
-    check = local_candidate_check(required, wanted, library_facts)
+    check = check_for(providers, required, symbols)
     return rank_candidates(providers, version_check=check)
-
-
-def required_symbols(closure: Closure,
-                     loaded: Sequence[str] = ()) -> dict[str, list[str]]:
-    """Per missing soname without version requirements: the undefined symbols
-    of the objects that need it which nothing the process has loaded exports:
-    the closure's resolved libraries and `loaded` (the executable and the
-    other closures of the process: an extension module's Py* symbols come
-    from the interpreter). A candidate must export these (ld.so binds
-    unversioned symbols to whichever loaded object has them).
-
-    Without glibc in the closure (no real loader found) the symbols libc would
-    provide cannot be told apart: no candidate is held to any symbol then, so a
-    missing loader never discards the right provider."""
-    if closure.unresolved_glibc:
-        return {}
-    versioned = required_versions(closure)
-    resolved = list(dict.fromkeys([*loaded, *(n.path for n in closure.needed if n.path)]))
-    exported: set[str] = set()
-    for path in resolved:
-        exported.update(library_facts(path)[1])
-    out: dict[str, list[str]] = {}
-    for need in closure.missing:
-        if need.soname in versioned or need.path is not None:
-            continue
-        undefined: set[str] = set()
-        for needer in need.needed_by:
-            info = closure.binary if needer == closure.binary.path else _object(closure, needer)
-            undefined.update(info.undefined_symbols if info else ())
-        rest = sorted(undefined - exported)
-        # Several missing sonames share the rest; only a soname needed alone by
-        # its objects can be held to it.
-        if rest and sum(1 for n in closure.missing if set(n.needed_by) & set(need.needed_by)) == 1:
-            out[need.soname] = rest
-    return out
-
-
-def library_facts(path: str) -> tuple[list[str], list[str]]:
-    """(version definitions, exported symbols) of a library file, cached by
-    the file's identity so the same checks are not paid twice."""
-    from nixld.index import LibraryFactsCache
-
-    cache = LibraryFactsCache()
-    facts = cache.get(Path(path))
-    if isinstance(facts, dict) and {"version_defs", "exports"} <= facts.keys():
-        return list(facts["version_defs"]), list(facts["exports"])
-    from nixld.elf import read_library
-
-    info = read_library(path, symbols=True)
-    defs, exports = list(info.version_defs), sorted(info.exported_symbols)
-    cache.put(Path(path), {"version_defs": defs, "exports": exports})
-    return defs, exports
-
-
-class _Progress:
-    """A live line on stderr while the index is first built; erased after."""
-
-    shown = False
-
-    def show(self, message: str) -> None:
-        sys.stderr.write(f"\r\x1b[K{safe(message)}")
-        sys.stderr.flush()
-        self.shown = True
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
-def _progress_printer() -> _Progress | None:
-    """Progress of a first index build, on stderr when it is a terminal."""
-    return _Progress() if sys.stderr.isatty() else None

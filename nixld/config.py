@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,23 +90,14 @@ def set_setting(key: str, value: bool, path: Path | None = None) -> bool:
 
 
 def write_atomic(file: Path, text: str) -> None:
-    """Write `text` to `file` through a temporary file and a rename, keeping the
-    mode of an existing file; a symlink is followed, not replaced."""
+    """Write `text` to `file` with nixld.atomic, keeping the mode of an existing
+    file; a symlink is followed, not replaced."""
+    from nixld import atomic
+
     target = Path(os.path.realpath(file))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape",
-                           newline="") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic.write_bytes(target, text.encode("utf-8", "surrogateescape"), mode)
     except OSError as err:
         raise ConfigError(f"{safe(file)}: cannot write: {err.strerror or err}") from None

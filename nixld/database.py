@@ -19,7 +19,6 @@ read or written: the soname index's warm path uses only the data types here.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -307,21 +306,12 @@ def write_database(file: Path,
     """
     import zstandard
 
-    file = Path(file)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    from nixld import frcode
+    from nixld import atomic, frcode
 
     encoder = frcode.Encoder()
     compressor = zstandard.ZstdCompressor(level=level, threads=-1)
-    try:
-        with open(tmp, "wb") as out:
-            out.write(HEADER.pack(MAGIC, FORMAT_VERSION))
-            with compressor.stream_writer(out, closefd=False) as writer:
-                for store_path, entries in items:
-                    writer.write(encode_store_path(encoder, store_path, entries))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic.replacing(Path(file)) as out:
+        out.write(HEADER.pack(MAGIC, FORMAT_VERSION))
+        with compressor.stream_writer(out, closefd=False) as writer:
+            for store_path, entries in items:
+                writer.write(encode_store_path(encoder, store_path, entries))

@@ -1,27 +1,28 @@
-"""Per-binary entries, exactly as `shim/FORMAT.md` specifies, and the memories
-beside them: choices remembered by file content, and binaries never to ask about.
+"""Per-binary entries, exactly as `shim/FORMAT.md` specifies.
 
 An entry is keyed by the FNV-1a hash of the executable's canonical path and
-records the file's identity, so the shim ignores it once the file is replaced.
-Beside it, a build-id entry (keyed by the program's GNU build-id, recording its
-size) lets a copy of the same file at another path start without a new resolve.
-Every write is write-then-rename with fsync: a reader (the shim, another
-shell) sees the old file or the new one, never half of one, Ctrl-C included.
+records the file's identity (nixld.fileid), so the shim ignores it once the
+file is replaced. Beside it, a build-id entry (keyed by the program's GNU
+build-id, recording its size) lets a copy of the same file at another path
+start without a new resolve. Every write is nixld.atomic's: a reader (the
+shim, another shell) sees the old file or the new one, never half of one,
+Ctrl-C included. Which entries apply to a binary, in which order, is
+nixld.search's; remembered choices and the never-list are nixld.memory's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from nixld import paths
+from nixld import atomic, paths
 from nixld.errors import StateError
+from nixld.fileid import Identity
 from nixld.lock import ensure_dir
+from nixld.package import Package
 from nixld.text import safe
 
 MAGIC: Final = b"nixld-entry 1"
@@ -40,47 +41,15 @@ Status = Literal["valid", "changed", "gone"]
 
 
 @dataclass(frozen=True)
-class Identity:
-    """What `stat` says about the file: an entry applies while this holds."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of_file(cls, path: str | os.PathLike[str]) -> Identity:
-        st = os.stat(path)
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class PackageRef:
-    """A package the resolution installed: its store path, attribute and output."""
-
-    store_path: str
-    attr: str
-    output: str
-
-
-@dataclass(frozen=True)
 class Entry:
     path: str  # canonical path of the executable (os.path.realpath)
     identity: Identity | None
     dirs: tuple[str, ...]
     sha256: str | None = None
-    packages: tuple[PackageRef, ...] = ()
+    packages: tuple[Package, ...] = ()  # recorded without their sonames
     sonames: tuple[tuple[str, str], ...] = ()  # (soname, the file it resolved to)
     build_id: str | None = None  # set in a build-id entry (then identity is None)
     size: int | None = None  # a build-id entry's file size
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A resolution remembered by the content of the file."""
-
-    packages: tuple[PackageRef, ...]
-    dirs: tuple[str, ...]
 
 
 # ---------------------------------------------------------------- keys and locations
@@ -116,7 +85,7 @@ def valid_build_id(value: str) -> bool:
 # ---------------------------------------------------------------- the syntax
 
 
-def _check_value(what: str, value: str) -> bytes:
+def check_value(what: str, value: str) -> bytes:
     raw = os.fsencode(value)
     if b"\n" in raw or b"\r" in raw or not raw:
         raise StateError(f"cannot record {what} {safe(value)!r}: empty or has a line break")
@@ -125,26 +94,26 @@ def _check_value(what: str, value: str) -> bytes:
 
 def format_entry(entry: Entry) -> bytes:
     """The bytes of an entry file; StateError if FORMAT.md cannot express it."""
-    lines = [MAGIC, b"path " + _check_value("the path", entry.path)]
+    lines = [MAGIC, b"path " + check_value("the path", entry.path)]
     if not entry.path.startswith("/"):
         raise StateError(f"entry path is not absolute: {safe(entry.path)}")
     lines += _identity_lines(entry)
     if len(entry.dirs) > MAX_DIRS:
         raise StateError(f"too many library directories ({len(entry.dirs)} > {MAX_DIRS})")
     for d in entry.dirs:
-        raw = _check_value("the directory", d)
+        raw = check_value("the directory", d)
         if not raw.startswith(b"/") or b":" in raw or len(raw) > MAX_DIR_BYTES:
             raise StateError(f"cannot record the directory {safe(d)}: not absolute, "
                              "contains ':' or too long")
         lines.append(b"dir " + raw)
     if entry.sha256 is not None:
-        lines.append(b"sha256 " + _check_value("the hash", entry.sha256))
-    lines += [_package_line(p) for p in entry.packages]
+        lines.append(b"sha256 " + check_value("the hash", entry.sha256))
+    lines += [package_line(p) for p in entry.packages]
     for soname, file in entry.sonames:
-        name = _check_value("the soname", soname)
+        name = check_value("the soname", soname)
         if b" " in name:
             raise StateError(f"cannot record the soname {safe(soname)!r}: it has a space")
-        lines.append(b"soname " + name + (b" " + _check_value("the file", file) if file else b""))
+        lines.append(b"soname " + name + (b" " + check_value("the file", file) if file else b""))
     lines.append(b"end")
     data = b"\n".join(lines) + b"\n"
     if len(data) > MAX_ENTRY_BYTES:
@@ -167,8 +136,8 @@ def _identity_lines(entry: Entry) -> list[bytes]:
             b"mtime %d %d" % (sec, nsec)]
 
 
-def _package_line(p: PackageRef) -> bytes:
-    parts = [_check_value("the package", x) for x in (p.store_path, p.attr, p.output)]
+def package_line(p: Package) -> bytes:
+    parts = [check_value("the package", x) for x in (p.store_path, p.attr, p.output)]
     if any(b" " in x for x in parts):
         raise StateError(f"cannot record the package {safe(p.attr)}: a field has a space")
     return b"package " + b" ".join(parts)
@@ -187,7 +156,7 @@ class _Fields:
 
     seen: dict[bytes, bytes]
     dirs: list[str]
-    packages: list[PackageRef]
+    packages: list[Package]
     sonames: list[tuple[str, str]]
     sha256: str | None = None
 
@@ -228,7 +197,7 @@ def _take(fields: _Fields, key: bytes, value: bytes) -> bool:
         parts = value.split(b" ")
         if len(parts) == 3:
             store_path, attr, output = (os.fsdecode(f) for f in parts)
-            fields.packages.append(PackageRef(store_path, attr, output))
+            fields.packages.append(Package(store_path, attr, output))
     elif key == b"soname":
         name, _, file = value.partition(b" ")
         fields.sonames.append((os.fsdecode(name), os.fsdecode(file)))
@@ -269,72 +238,21 @@ def _identity(seen: dict[bytes, bytes]) -> Identity | Literal[False] | None:
     return Identity(dev, ino, size, sec * 1_000_000_000 + nsec)
 
 
-# ---------------------------------------------------------------- atomic files
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C (and TERM, HUP) for the few milliseconds of a write; delivered after."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def write_atomic(target: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write-then-rename with fsync: readers see the old file or the new, never a part."""
-    directory = ensure_dir(target.parent)
-    with _signals_deferred():
-        _write_atomic(directory, target, data, mode)
-
-
-def _write_atomic(directory: Path, target: Path, data: bytes, mode: int) -> None:
-    import tempfile
-
-    fd = -1
-    tmp = ""
+    """nixld.atomic's write, into a directory made if needed; StateError on failure."""
+    ensure_dir(target.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.rename(tmp, target)
-        tmp = ""
-        _fsync_dir(directory)
+        atomic.write_bytes(target, data, mode)
     except OSError as err:
         raise StateError(f"cannot write {safe(target)}: {err.strerror}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def unlink(path: Path) -> bool:
+    """Remove `path` (nixld.atomic); False if it was not there; StateError on failure."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        with _signals_deferred():
-            os.unlink(path)
-    except FileNotFoundError:
-        return False
+        return atomic.unlink(path)
     except OSError as err:
         raise StateError(f"cannot remove {safe(path)}: {err.strerror}") from None
-    _fsync_dir(path.parent)
-    return True
 
 
 # ---------------------------------------------------------------- entries
@@ -462,139 +380,12 @@ def remove_entry(path: str | os.PathLike[str]) -> bool:
     removed = False
     for file, entry in all_entries() + build_id_entries():  # and the build-id entry it wrote
         if entry.path in wanted:
-            removed = _unlink(file) or removed
+            removed = unlink(file) or removed
     return removed
 
 
 def remove_file(file: Path) -> bool:
     """Remove one entry file (a stale build-id entry); True if it went."""
-    return _unlink(file)
+    return unlink(file)
 
 
-# ---------------------------------------------------------------- content memory
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    import hashlib  # not needed by `run`, which starts programs and should be quick
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _choices_dir() -> Path:
-    return paths.state_dir() / "choices"
-
-
-def _check_sha(sha256: str) -> str:
-    if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
-        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    return sha256
-
-
-def remember_choice(sha256: str | None, packages: Iterable[PackageRef],
-                    dirs: Sequence[str]) -> None:
-    """Remember the resolution for files with this content (a copy, a move)."""
-    if sha256 is None:
-        return
-    lines = [b"nixld-choice 1"]
-    lines += [_package_line(p) for p in packages]
-    lines += [b"dir " + _check_value("the directory", d) for d in dirs]
-    lines.append(b"end")
-    write_atomic(_choices_dir() / _check_sha(sha256), b"\n".join(lines) + b"\n")
-
-
-def recall_choice(sha256: str) -> Choice | None:
-    """The resolution remembered for this content, if any."""
-    try:
-        data = (_choices_dir() / _check_sha(sha256)).read_bytes()
-    except (OSError, ValueError):
-        return None
-    lines = data.split(b"\n")
-    if lines[:1] != [b"nixld-choice 1"] or lines[-2:] != [b"end", b""]:
-        return None
-    packages: list[PackageRef] = []
-    dirs: list[str] = []
-    for line in lines[1:-2]:
-        key, _, value = line.partition(b" ")
-        if key == b"dir":
-            dirs.append(os.fsdecode(value))
-        elif key == b"package" and len(fields := value.split(b" ")) == 3:
-            packages.append(PackageRef(*(os.fsdecode(f) for f in fields)))
-    return Choice(tuple(packages), tuple(dirs))
-
-
-def forget_choice(sha256: str) -> bool:
-    try:
-        return _unlink(_choices_dir() / _check_sha(sha256))
-    except ValueError:
-        return False
-
-
-def forget_memories() -> None:
-    """Forget every remembered choice and every `never`."""
-    try:
-        names = os.listdir(_choices_dir())
-    except FileNotFoundError:
-        names = []
-    except OSError as err:
-        raise StateError(f"cannot read {safe(_choices_dir())}: {err.strerror}") from None
-    for name in names:
-        _unlink(_choices_dir() / name)
-    _unlink(_never_file())
-
-
-# ---------------------------------------------------------------- never ask again
-
-
-def _never_file() -> Path:
-    return paths.state_dir() / "never"
-
-
-def _never_lines() -> list[bytes]:
-    try:
-        return _never_file().read_bytes().splitlines()
-    except OSError:
-        return []
-
-
-def mark_never(path: str | os.PathLike[str]) -> None:
-    """Never ask about this binary again: by canonical path, and by content."""
-    target = canonical(path)
-    lines = _never_lines()
-    new = [b"path " + _check_value("the path", target)]
-    with contextlib.suppress(OSError):
-        new.append(b"sha256 " + sha256_of(target).encode())
-    lines += [x for x in new if x not in lines]
-    write_atomic(_never_file(), b"\n".join(lines) + b"\n")
-
-
-def is_never(path: str | os.PathLike[str]) -> bool:
-    lines = _never_lines()
-    if not lines:
-        return False
-    if b"path " + os.fsencode(canonical(path)) in lines:
-        return True
-    if not any(x.startswith(b"sha256 ") for x in lines):
-        return False
-    try:
-        return b"sha256 " + sha256_of(path).encode() in lines
-    except OSError:
-        return False
-
-
-def clear_never(path: str | os.PathLike[str], sha256: str | None = None) -> bool:
-    """Undo `mark_never` for this path (and this content); True if something was cleared."""
-    lines = _never_lines()
-    drop = {b"path " + os.fsencode(canonical(path)), b"path " + os.fsencode(os.path.abspath(path))}
-    if sha256 is not None:
-        drop.add(b"sha256 " + sha256.encode())
-    with contextlib.suppress(OSError):
-        drop.add(b"sha256 " + sha256_of(path).encode())
-    kept = [x for x in lines if x not in drop]
-    if len(kept) == len(lines):
-        return False
-    write_atomic(_never_file(), b"\n".join(kept) + b"\n" if kept else b"")
-    return True

@@ -272,15 +272,6 @@ def sudo_note(finding: Finding) -> str:
             f'programs.nixld.binaries."{path}" = [ ... ];')
 
 
-def _resolver() -> object | None:
-    """The resolver's entry for the hook, if this build has it."""
-    try:
-        from nixld import resolve
-    except ImportError:
-        return None
-    return getattr(resolve, "resolve_interactive", None)
-
-
 def _interactive() -> bool:
     from nixld.prompt import can_prompt
 
@@ -335,16 +326,17 @@ def _offer_to_run(finding: Finding, request: Request, *, auto: bool, rerun: bool
 
 def _resolve_one(finding: Finding, request: Request, err: TextIO) -> None:
     """At a terminal or in auto-accept mode: resolve, then offer to run it."""
-    resolver = _resolver()
+    from nixld.resolve import resolve_interactive
+
     auto, rerun = _auto_accept()
-    if not callable(resolver) or not (auto or _interactive()):
+    if not (auto or _interactive()):
         print(summary_line(finding), file=err)
         return
     if finding.problem in NO_SHIM_HERE:
         print(summary_line(finding), file=err)  # how to make a plain run work: once
         if not finding.missing:
             return  # resolved already: the line says `nixld-hook run`, nothing to ask
-    if finding.missing and resolver(str(finding.program.path)) != 0:
+    if finding.missing and resolve_interactive(str(finding.program.path)) != 0:
         return
     # "no" and "never" return too; only a binary that now resolves is run.
     after = diagnose(finding.program, os.environ)

@@ -24,7 +24,7 @@ from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.elf import ElfInfo
-    from nixld.entries import PackageRef
+    from nixld.package import Package
 
 MACHINE = "i686"  # uname's name, as Search.from_environ takes it
 LOADER_SOURCE = "pkgsi686Linux.glibc"  # how reports name a loader found this way
@@ -39,7 +39,7 @@ def loader_of(glibc_store_path: str) -> str:
     return f"{glibc_store_path}/lib/{LOADER_NAME}"
 
 
-def recorded_loader(packages: Iterable[PackageRef]) -> tuple[str, str] | None:
+def recorded_loader(packages: Iterable[Package]) -> tuple[str, str] | None:
     """The 32-bit loader an entry recorded (its pkgsi686Linux.glibc package)."""
     for ref in packages:
         if ref.attr == GLIBC_ATTR and os.path.isfile(loader_of(ref.store_path)):

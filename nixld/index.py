@@ -371,15 +371,10 @@ def index_file(db_file: Path) -> Path:
 
 
 def _write_atomically(file: Path, data: bytes) -> None:
+    from nixld import atomic
+
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(file, data, durable=False)  # a cache: rebuilt if lost
 
 
 # ---------------------------------------------------------------- reading

@@ -19,6 +19,7 @@ from typing import Literal
 
 from nixld.elf import ElfInfo, read_library
 from nixld.errors import BadInputError
+from nixld.fileid import Identity
 from nixld.glibc import GLIBC_SONAMES, glibc_release, is_glibc_soname
 from nixld.search import Search, Via
 from nixld.text import safe
@@ -67,23 +68,22 @@ class Needed:
 
 
 class ElfCache:
-    """Parsed ELF facts per (realpath, mtime, size), for one run.
+    """Parsed ELF facts per (realpath, file identity), for one run.
 
     Passed explicitly so iterative resolution reuses it across calls; a file
     changed on disk gets a new key.
     """
 
     def __init__(self) -> None:
-        self._facts: dict[tuple[str, int, int], ElfInfo | BadInputError] = {}
+        self._facts: dict[tuple[str, Identity], ElfInfo | BadInputError] = {}
 
     def library(self, path: str) -> ElfInfo:
         """Facts of `path` (without symbols); raises BadInputError."""
         real = os.path.realpath(path)
         try:
-            st = os.stat(real)
+            key = (real, Identity.of_file(real))
         except OSError:
             return read_library(real, symbols=False)  # raises the right message
-        key = (real, st.st_mtime_ns, st.st_size)
         if key not in self._facts:
             try:
                 self._facts[key] = read_library(real, symbols=False)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nixld import entries, lock, paths, profile
+from nixld import entries, lock, memory, paths, profile
 from nixld.entries import Entry
 from nixld.errors import BadInputError
 from nixld.text import safe
@@ -61,7 +61,7 @@ def _release(files: Sequence[tuple[Path, Entry]], *, drop_choices: bool) -> Rele
     for _file, entry in files:
         entries.remove_entry(entry.path)
         if drop_choices and entry.sha256:
-            entries.forget_choice(entry.sha256)
+            memory.forget_choice(entry.sha256)
     freed = set().union(*(store_paths_of(e) for _, e in files)) if files else set()
     freed -= in_use(e for f, e in _every_entry() if f not in gone)
     freed &= profile.installed()
@@ -80,7 +80,7 @@ def forget(path_list: Sequence[str]) -> Released:
         found: list[tuple[Path, Entry]] = []
         for path in path_list:
             matches = _matching(path)
-            cleared = entries.clear_never(path)
+            cleared = memory.clear_never(path)
             if not matches and not cleared:
                 raise BadInputError(f"no resolution for {safe(path)} (see `nixld-hook list`)")
             found += matches
@@ -94,7 +94,7 @@ def forget_all() -> Released:
         extra = sorted(profile.installed())
         profile.remove(extra)
         result.store_paths = sorted(set(result.store_paths) | set(extra))
-        entries.forget_memories()
+        memory.forget_memories()
         return result
 
 

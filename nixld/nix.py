@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from nixld.errors import NixError, StateError
+from nixld.progress import ProgressLine
 from nixld.text import human_size, safe
 
 log = logging.getLogger(__name__)
@@ -374,6 +375,7 @@ class Progress:
         self._transfers: dict[int, int] = {}  # activity id -> bytes done
         self._kinds: dict[int, int] = {}  # activity id -> activity type
         self._last_draw = 0.0
+        self._line = ProgressLine(self.stream, live=self.live)
 
     def start(self, plan: FetchPlan) -> None:
         self.paths_total = len(plan.fetch)
@@ -419,14 +421,12 @@ class Progress:
         # file:// caches report no transfers: then the path count says it all
         size = f", {human_size(got)} of {human_size(self.download_total)}" \
             if self._transfers and self.download_total else ""
-        self.stream.write(f"\r\x1b[Kfetched {self.paths_done}/{self.paths_total} paths{size}")
-        self.stream.flush()
+        self._line.show(f"fetched {self.paths_done}/{self.paths_total} paths{size}")
 
     def finish(self) -> None:
         if self.live:
             self._draw(final=True)
-            self.stream.write("\n")
-            self.stream.flush()
+            self._line.end(keep=True)
 
 
 def realise(store_paths: Sequence[str], *, quiet: bool = False,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 from nixld.text import human_size, safe
 
 if TYPE_CHECKING:
-    from nixld.rank import Candidate, Choice, PlanItem
+    from nixld.package import Package
+    from nixld.rank import Candidate, Choice
 
 
 class Answer(enum.Enum):
@@ -118,7 +119,7 @@ class PlanSummary:
 
     binary: str
     missing: Sequence[str]
-    plan: Sequence[PlanItem]
+    plan: Sequence[Package]
     download: int | None
     to_fetch: int
     dlopen: Sequence[str] = ()  # sonames the binary may load at run time (.note.dlopen)

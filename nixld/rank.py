@@ -22,21 +22,23 @@ owns, the best top-level provider that is no bundle). The rules here:
    database's order never changes a choice.
 
 Candidates whose library file is already in the local store are also checked
-against the version requirements of the objects that need them (their
-`.gnu.version_d`, cheap); one that lacks a required version is dropped.
+against what the closure needs from them (nixld.candidate: the required
+symbol versions, else the symbols only they can provide); one that fails is
+dropped.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from nixld import ownership
+from nixld.package import Package
 
 if TYPE_CHECKING:
+    from nixld.candidate import VersionCheck
     from nixld.index import Provider
 
 # Tiers (rule 2), best first, and the score they give (for display: the choice
@@ -117,18 +119,6 @@ class Candidate:
         }
 
 
-@dataclass(frozen=True)
-class PlanItem:
-    attr: str
-    output: str
-    store_path: str
-    sonames: tuple[str, ...]
-
-    def to_json(self) -> dict[str, object]:
-        return {"attr": self.attr, "output": self.output, "store_path": self.store_path,
-                "sonames": list(self.sonames)}
-
-
 @dataclass
 class Choice:
     """The ranked candidates of one missing soname, and the one chosen."""
@@ -141,52 +131,7 @@ class Choice:
 @dataclass
 class Ranking:
     choices: dict[str, Choice]
-    plan: list[PlanItem] = field(default_factory=list)
-
-
-# A check of one candidate's local file against the versions the binary needs:
-# returns None when it passes (or cannot be checked), else the reason it fails.
-VersionCheck = Callable[[str, str], str | None]
-
-
-def local_candidate_check(required: Mapping[str, Sequence[str]],
-                          symbols: Mapping[str, Sequence[str]],
-                          read_facts: Callable[[str], tuple[Iterable[str], Iterable[str]]],
-                          ) -> VersionCheck:
-    """Build a check of a realised candidate against what the closure needs.
-
-    `required[soname]` lists the versions the closure needs from `soname`;
-    `symbols[soname]` the unversioned symbols only `soname` can provide.
-    `read_facts(path)` returns a library file's (version definitions,
-    exported symbols). Only files already in the local store are read
-    (nothing is downloaded to rank). Versions are checked first (cheap, and
-    what ld.so checks); symbols only where no version says anything.
-    """
-
-    def check(soname: str, path: str) -> str | None:
-        versions = required.get(soname)
-        wanted = symbols.get(soname)
-        if not (versions or wanted) or not os.path.exists(path):
-            return None
-        try:
-            defined, exported = read_facts(path)
-        except Exception:  # a broken local file is no reason to stop ranking
-            return None
-        if versions:
-            have = set(defined)
-            lacking = [v for v in versions if v not in have]
-            if lacking:
-                return (f"lacks required version{'s' if len(lacking) > 1 else ''} "
-                        f"{', '.join(lacking)}")
-            return None
-        exports = set(exported)
-        absent = [sym for sym in wanted or () if sym not in exports]
-        if absent:
-            more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
-            return f"lacks symbol {absent[0]}{more}"
-        return None
-
-    return check
+    plan: list[Package] = field(default_factory=list)
 
 
 def _tier(toplevel: bool, claim: str, role: str) -> int:
@@ -342,7 +287,7 @@ def _loss(cand: Candidate, chosen: Candidate | None) -> str:
     return f"{chosen.attr} covers the missing libraries with fewer packages or ranks first"
 
 
-def plan_from_choices(choices: Iterable[Choice]) -> list[PlanItem]:
+def plan_from_choices(choices: Iterable[Choice]) -> list[Package]:
     """One plan item per chosen store path, with the sonames it provides."""
     by_path: dict[str, tuple[Candidate, list[str]]] = {}
     for choice in choices:
@@ -351,7 +296,7 @@ def plan_from_choices(choices: Iterable[Choice]) -> list[PlanItem]:
         cand = choice.chosen
         by_path.setdefault(cand.store_path, (cand, []))[1].append(choice.soname)
     return [
-        PlanItem(c.attr, c.output, c.store_path, tuple(sorted(sonames)))
+        Package(c.store_path, c.attr, c.output, tuple(sorted(sonames)))
         for c, sonames in sorted(by_path.values(),
                                  key=lambda item: (item[0].attr, item[0].store_path))
     ]

@@ -1,97 +1,51 @@
-"""Resolution: turn the plan into installed libraries and per-binary entries.
+"""`nixld-hook resolve`: the job around the rounds, and what the user is told.
 
-The rounds, in order (one prompt for the whole job, never one per round):
-
-1. Analyse every target with the directories chosen so far.
-2. Rank the providers of what is still missing (minus those that failed).
-3. First round only: ask (or take the top-ranked plan with --yes/auto-accept).
-4. Realise the chosen store paths with the real Nix; where a store path cannot
-   be substituted, build the attribute from the user's nixpkgs instead and
-   check that the soname is really there.
-5. Add each store path's `lib/` and go back to 1: a fetched library can need
-   libraries of its own that its RUNPATH does not cover.
-
-Then root everything in the profile, write each target's entry (atomically)
-and remember the choice by content. Success is reported only when nothing in
-any closure is missing.
+The order: collect the targets (a directory gives every dynamic ELF in it),
+skip binaries marked never (from the hook), take the state lock, start from
+the dirs each target's per-user entry and its remembered choice already
+name, turn `--with` into packages, run the rounds (nixld.rounds, with the
+Nix realiser of nixld.fetch and the prompt), then root everything in the
+profile, write each target's entry and remember the choice by content.
+Success is reported only when nothing in any closure is missing. All
+printing happens here, at the command's edge.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nixld.errors import BadInputError, ExitCode, NixError
+from nixld.errors import BadInputError, ExitCode
+from nixld.package import Package
 from nixld.prompt import Answer
+from nixld.rounds import Decide, Decision, Job, Outcome, add_driver_dir, run_rounds
 from nixld.text import safe
 
 if TYPE_CHECKING:
     from nixld.analysis import Analysis
     from nixld.entries import Entry
-    from nixld.loader import ElfCache
-    from nixld.pkgsi686 import Mapped
-    from nixld.rank import Candidate, PlanItem, Ranking
+    from nixld.prompt import PlanSummary
+    from nixld.rank import Ranking
     from nixld.runtime import Root
 
 # target -> the run-time roots the resolution adds to it (extension modules, --with)
 Roots = dict[str, list["Root"]]
 
-MAX_ROUNDS = 8
 
-
-@dataclass
+@dataclass(frozen=True)
 class Options:
     assume_yes: bool = False  # --yes / auto-accept: take the top-ranked plan
     quiet: bool = False  # no progress, only errors and the final line
     with_: Sequence[str] = ()  # extra sonames or attributes loaded with dlopen
     db: str | None = None
     from_hook: bool = False  # asked by the shell hook: honour "never"
-    dry_run: bool = False
     remembered: bool = True  # reuse a choice remembered for the same content
     # target -> run-time roots the resolution adds (a venv's extension modules)
     roots: Roots = field(default_factory=dict)
-
-
-@dataclass
-class Picked:
-    """A store path chosen for the job, and what it was chosen for."""
-
-    store_path: str
-    attr: str
-    output: str
-    sonames: list[str] = field(default_factory=list)
-
-    @property
-    def lib_dir(self) -> str:
-        return f"{self.store_path}/lib"
-
-
-@dataclass
-class Outcome:
-    targets: list[str]
-    picked: list[Picked]
-    analyses: list[Analysis]
-    answer: Answer | None = None
-    entries: list[Path] = field(default_factory=list)
-    # Dirs asked for with --with: loaded with dlopen, so no closure shows them.
-    always_dirs: list[str] = field(default_factory=list)
-    dirs: list[str] = field(default_factory=list)  # the final search order
-    failed: set[str] = field(default_factory=set)  # sonames whose candidates failed
-
-    @property
-    def still_missing(self) -> list[str]:
-        return sorted({s for a in self.analyses for s in a.missing_sonames})
-
-    @property
-    def complete(self) -> bool:
-        return not self.still_missing and all(
-            a.closure is None or not a.closure.glibc_problems for a in self.analyses)
 
 
 class Reporter:
@@ -133,7 +87,7 @@ def collect(path: str) -> Roots:
     return {target: [] for target in _executables(path)}
 
 
-def _collect_all(paths: Sequence[str]) -> Roots:
+def collect_all(paths: Sequence[str]) -> Roots:
     roots: Roots = {}
     for path in paths:
         for target, extra in collect(path).items():
@@ -142,26 +96,26 @@ def _collect_all(paths: Sequence[str]) -> Roots:
 
 
 def _executables(path: str) -> list[str]:
-    from nixld.elf import ElfInfo, read_binary
-
     found: list[str] = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            if os.path.islink(full) or not os.path.isfile(full):
-                continue
-            if not _has_elf_magic(full):
-                continue
-            try:
-                info = read_binary(full)
-            except BadInputError:
-                continue
-            if isinstance(info, ElfInfo) and info.interpreter is not None and info.needed:
-                found.append(full)
+        found.extend(full for name in sorted(files)
+                     if _is_dynamic_executable(full := os.path.join(root, name)))
     if not found:
         raise BadInputError(f"{safe(path)}: no dynamically linked executables in this directory")
     return found
+
+
+def _is_dynamic_executable(full: str) -> bool:
+    from nixld.elf import ElfInfo, read_binary
+
+    if os.path.islink(full) or not os.path.isfile(full) or not _has_elf_magic(full):
+        return False
+    try:
+        info = read_binary(full)
+    except BadInputError:
+        return False
+    return isinstance(info, ElfInfo) and info.interpreter is not None and bool(info.needed)
 
 
 def _has_elf_magic(path: str) -> bool:
@@ -174,214 +128,88 @@ def _has_elf_magic(path: str) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- rounds
-
-
-def _analyse_all(targets: Sequence[str], dirs: Sequence[str],
-                 cache: ElfCache | None = None, loader: tuple[str, str] | None = None,
-                 roots: Roots | None = None) -> list[Analysis]:
-    from nixld.analysis import analyse_closure
-
-    roots = roots or {}
-    return [analyse_closure(t, extra_dirs=dirs, cache=cache, loader=loader,
-                            roots=roots.get(t, ())) for t in targets]
-
-
-def _rank_all(analyses: Sequence[Analysis], db: str | None,
-              exclude: set[tuple[str, str]]) -> Ranking | None:
-    from nixld import paths
-    from nixld.analysis import HOW_TO_GET_DATABASE, merged_symbols, merged_versions, rank_sonames
-    from nixld.errors import DatabaseError
-
-    sonames = list(dict.fromkeys(s for a in analyses for s in a.missing_sonames))
-    required = merged_versions([c for a in analyses for c in a.closures()])
-    if not sonames:
-        return None
-    db_file = paths.database_file(db)
-    if not db_file.exists():
-        raise DatabaseError(f"no nix-index database at {db_file}: {HOW_TO_GET_DATABASE}")
-    def symbols() -> dict[str, list[str]]:
-        merged: dict[str, list[str]] = {}
-        for analysis in analyses:  # each process judged against what it loads
-            for soname, syms in merged_symbols(analysis.closures()).items():
-                merged.setdefault(soname, []).extend(syms)
-        return merged
-
-    return rank_sonames(sonames, required, db_file, exclude=exclude, symbols=symbols)
-
-
-def _picks_from(ranking: Ranking, overrides: dict[str, Candidate | None] | None) -> list[Picked]:
-    by_path: dict[str, Picked] = {}
-    for soname, choice in ranking.choices.items():
-        cand = overrides.get(soname) if overrides is not None and soname in overrides \
-            else choice.chosen
-        if cand is None:
-            continue
-        pick = by_path.setdefault(cand.store_path,
-                                  Picked(cand.store_path, cand.attr, cand.output))
-        pick.sonames.append(soname)
-    return list(by_path.values())
-
-
-def _realise(picks: list[Picked], rep: Reporter, quiet: bool,
-             exclude: set[tuple[str, str]]) -> list[Picked]:
-    """Realise each pick; fall back to building its attribute; drop failures."""
-    from nixld import nix
-
-    wanted = [p.store_path for p in picks]
-    try:
-        nix.realise(wanted, quiet=quiet)
-        return picks
-    except nix.NixTrustError:
-        raise  # only a setting fixes it: one line, exit 5
-    except NixError as err:
-        rep.say(f"could not substitute all paths ({err}); trying one by one")
-    done: list[Picked] = []
-    for pick in picks:
-        try:
-            nix.realise([pick.store_path], quiet=quiet)
-            done.append(pick)
-            continue
-        except nix.NixTrustError:
-            raise
-        except NixError as err:
-            why = str(err)
-        rep.say(f"{why}; building {safe(pick.attr)}.{pick.output} from your nixpkgs")
-        try:
-            built = nix.build_attr(pick.attr, pick.output)
-        except NixError as err:
-            rep.failed(f"cannot install {safe(pick.attr)}: {why}; building it failed too: {err}")
-            exclude.update((s, pick.store_path) for s in pick.sonames)
-            continue
-        have = [s for s in pick.sonames if os.path.exists(os.path.join(built, "lib", s))]
-        if not have:
-            rep.failed(f"{safe(built)} does not contain {', '.join(map(safe, pick.sonames))}")
-            exclude.update((s, pick.store_path) for s in pick.sonames)
-            continue
-        done.append(Picked(built, pick.attr, pick.output, have))
-    return done
-
-
-def _mapped_pick(pick: Picked) -> list[Mapped]:
-    """A pick ranked outside the job (--with SONAME) as its pkgsi686Linux package."""
-    from nixld.pkgsi686 import Mapped, i686_attr
-
-    attr = i686_attr(pick.attr)
-    if attr is None or not pick.sonames:
-        return []
-    return [Mapped(pick.sonames[0], attr, pick.output, pick.attr, pick.store_path,
-                   "asked for with --with")]
+# ---------------------------------------------------------------- before the rounds
 
 
 @dataclass
-class Job32:
-    """A resolution of 32-bit x86 binaries (nixld.i686): its real loader, when
-    one had to be built, and its packages, built from the user's nixpkgs as
-    pkgsi686Linux attributes instead of substituted from the 64-bit database."""
+class Kept:
+    """What the targets already have: their per-user entry's dirs and packages,
+    and those remembered for files with the same content (a copy, a move)."""
 
-    loader: tuple[str, str] | None = None  # (ld-linux.so.2, source) of a built glibc
-    # built store path -> the 64-bit owner's store path it was built for
-    built_from: dict[str, str] = field(default_factory=dict)
+    dirs: list[str] = field(default_factory=list)
+    packages: list[Package] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, analyses: Sequence[Analysis]) -> Job32 | None:
-        from nixld.i686 import is_i686
-
-        infos = [a.closure.binary for a in analyses if a.closure is not None]
-        return cls() if infos and all(is_i686(i) for i in infos) else None
-
-    def lacks_loader(self, analyses: Sequence[Analysis]) -> bool:
-        """No variable names a 32-bit loader and the default one is not there."""
-        return self.loader is None and any(
-            a.closure is not None and a.closure.search.loader.source == "default"
-            and (not a.closure.real_loader_exists or a.closure.real_loader_problem is not None)
-            for a in analyses)
-
-    def ensure_loader(self, analyses: Sequence[Analysis], rep: Reporter) -> list[Picked]:
-        """Build pkgsi686Linux.glibc once when the binaries lack a loader."""
-        if not self.lacks_loader(analyses):
-            return []
-        from nixld import i686
-        from nixld.pkgsi686 import GLIBC_ATTR
-
-        rep.say("no 32-bit loader here (NIX_LD_i686_linux is unset): building "
-                f"{GLIBC_ATTR} from your nixpkgs")
-        store_path = i686.build_glibc()
-        self.loader = (i686.loader_of(store_path), i686.LOADER_SOURCE)
-        return [Picked(store_path, GLIBC_ATTR, "out", [])]
-
-    def realise(self, picks: list[Picked], ranking: Ranking, rep: Reporter,
-                exclude: set[tuple[str, str]]) -> list[Picked]:
-        """Each pick's owner as a pkgsi686Linux package, the next candidate when
-        one is missing or wrong; what cannot be had is excluded from ranking."""
-        from nixld import i686, pkgsi686
-        from nixld.rank import Choice
-
-        done: list[Picked] = []
-        for pick in picks:
-            choice = ranking.choices.get(pick.sonames[0]) if pick.sonames else None
-            if choice is None:  # ranked apart from the job: its owner alone
-                soname = pick.sonames[0] if pick.sonames else ""
-                mapped = pkgsi686.I686Choice(soname, tuple(_mapped_pick(pick)), ())
-            else:
-                owner = next((c for c in choice.candidates if c.store_path == pick.store_path),
-                             None)
-                mapped = pkgsi686.map_choice(Choice(choice.soname, choice.candidates, owner))
-            built = i686.build_first(mapped, pick.sonames, rep.say)
-            lacking = [s for s in pick.sonames if built is None or s not in built.sonames]
-            for soname in lacking:  # tried: do not rank these owners again
-                exclude.update((soname, c.store_path) for c in
-                               (ranking.choices[soname].candidates
-                                if soname in ranking.choices else ()))
-            if built is not None:
-                rep.say(f"built {safe(built.mapped.attr)} ({built.mapped.output}) for "
-                        f"{', '.join(map(safe, built.sonames))}: {safe(built.store_path)}")
-                self.built_from[built.store_path] = pick.store_path
-                done.append(Picked(built.store_path, built.mapped.attr, built.mapped.output,
-                                   list(built.sonames)))
-        return done
+    def add(self, dirs: Sequence[str], packages: Sequence[Package]) -> None:
+        for d in dirs:
+            if d not in self.dirs and os.path.isdir(d):
+                self.dirs.append(d)
+        self.packages.extend(p for p in packages
+                             if p.lib_dir in self.dirs and p not in self.packages)
 
 
-def _shown_plan(outcome: Outcome, ranking: Ranking) -> tuple[list[PlanItem], list[str],
-                                                              int | None]:
-    """The plan the prompt shows, with what it would download. A 32-bit job
-    shows its pkgsi686Linux packages, to be built (no store path yet)."""
+def kept_for(targets: Sequence[str]) -> Kept:
+    from nixld.fileid import sha256_of
+    from nixld.memory import recall_choice
+    from nixld.search import Search
+
+    kept = Kept()
+    for target in targets:
+        user = Search.for_binary(target).user_entry()
+        if user is not None and user.valid:
+            kept.add(user.entry.dirs, user.entry.packages)
+        remembered = recall_choice(sha256_of(target))
+        if remembered is not None:
+            kept.add(remembered.dirs, remembered.packages)
+    return kept
+
+
+@dataclass(frozen=True)
+class WithRequests:
+    """--with: attributes built from nixpkgs (packages and their dirs); sonames
+    become run-time roots of every target (with_roots)."""
+
+    prebuilt: tuple[Package, ...] = ()
+    dirs: tuple[str, ...] = ()
+
+
+def with_requests(opts: Options) -> WithRequests:
+    """Build --with's attributes before the rounds."""
+    prebuilt = [_build(w) for w in opts.with_ if ".so" not in w]
+    return WithRequests(tuple(prebuilt), tuple(p.lib_dir for p in prebuilt))
+
+
+def with_roots(targets: Sequence[str], opts: Options, roots: Roots) -> Roots:
+    """--with's sonames as required roots of every target: looked up like
+    missing ones, their own missing libraries resolved in the next round."""
+    from nixld.runtime import soname_roots
+
+    sonames = [w for w in opts.with_ if ".so" in w]
+    if not sonames:
+        return roots
+    extra = soname_roots(sonames, "with")
+    return {t: [*roots.get(t, []), *extra] for t in targets}
+
+
+def _with_for_i686(opts: Options, targets: Sequence[str]) -> Options:
+    """For 32-bit x86 targets, --with ATTR means pkgsi686Linux.ATTR."""
+    from nixld.pkgsi686 import PACKAGE_SET
+    from nixld.search import elf_machine
+
+    if not targets or not all(elf_machine(t) == "EM_386" for t in targets):
+        return opts
+    mapped = [w if ".so" in w or w.startswith(f"{PACKAGE_SET}.") else f"{PACKAGE_SET}.{w}"
+              for w in opts.with_]
+    return replace(opts, with_=mapped)
+
+
+def _build(attr: str) -> Package:
     from nixld import nix
-    from nixld.rank import PlanItem
 
-    if Job32.of(outcome.analyses):
-        from nixld import pkgsi686
-
-        items = pkgsi686.plan(pkgsi686.map_ranking(ranking).values())
-        return [PlanItem(i.attr, i.output, "", i.sonames) for i in items], [], None
-    try:
-        to_fetch, size = nix.query_missing([p.store_path for p in ranking.plan])
-    except NixError:
-        to_fetch, size = [], None
-    return ranking.plan, to_fetch, size
+    name, _, output = attr.partition("^")
+    return Package(nix.build_attr(name, output or "out"), name, output or "out")
 
 
-def _decide(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
-            label: str) -> tuple[Answer, dict[str, Candidate | None] | None]:
-    """Round 1: ask, or take the top-ranked plan when auto-accepting."""
-    from nixld import prompt
-
-    if opts.assume_yes or auto_accept_enabled():
-        return Answer.YES, None
-    if not prompt.can_prompt():
-        raise NotAsked
-    plan, to_fetch, size = _shown_plan(outcome, ranking)
-    # Offered per root (a plugin, a recommended note): not in the plan.
-    hints = [f"{s} (for {os.path.basename(n.root.label)})" if n.root.path else s
-             for a in outcome.analyses for n in a.optional_needs
-             if n.root.priority == "recommended"  # suggested ones: explain lists them
-             for s in n.missing_sonames if s not in opts.with_]
-    summary = prompt.PlanSummary(label, list(ranking.choices), plan, size,
-                                 len(to_fetch), list(dict.fromkeys(hints)))
-    answer = prompt.ask_plan(summary)
-    if answer is Answer.CHOOSE:
-        return answer, prompt.choose_candidates(list(ranking.choices.values()))
-    return answer, None
+# ---------------------------------------------------------------- the question
 
 
 class NotAsked(Exception):
@@ -394,168 +222,63 @@ def auto_accept_enabled() -> bool:
     return auto_accept(load_config())
 
 
-def _enable_auto_accept() -> None:
-    from nixld.config import set_setting
+def prompt_decider(opts: Options, rep: Reporter, label: str) -> Decide:
+    """Round 1's decision: --yes or auto-accept, else the prompt on a terminal."""
 
-    set_setting("auto_accept", True)
+    def decide(analyses: Sequence[Analysis], ranking: Ranking) -> Decision:
+        if opts.assume_yes or auto_accept_enabled():
+            return Decision(Answer.YES)
+        from nixld import prompt
 
+        if not prompt.can_prompt():
+            raise NotAsked
+        answer = prompt.ask_plan(_summary(analyses, ranking, opts, label))
+        if answer is Answer.CHOOSE:
+            return Decision(answer, prompt.choose_candidates(list(ranking.choices.values())))
+        if answer is Answer.ALWAYS:
+            from nixld.config import set_setting
 
-def _first_answer(outcome: Outcome, ranking: Ranking, opts: Options, rep: Reporter,
-                  label: str) -> dict[str, Candidate | None] | None:
-    """Round 3: the answer, kept in `outcome`; the per-library picks of `choose`."""
-    answer, overrides = _decide(outcome, ranking, opts, rep, label)
-    outcome.answer = answer
-    if answer is Answer.ALWAYS:
-        _enable_auto_accept()
-        rep.say("auto-accept is on from now on (nixld-hook install --auto-accept; "
-                "turn off in the config file)")
-    return overrides
+            set_setting("auto_accept", True)
+            rep.say("auto-accept is on from now on (nixld-hook install --auto-accept; "
+                    "turn off in the config file)")
+        return Decision(answer)
 
-
-def run_rounds(targets: Sequence[str], opts: Options, rep: Reporter,
-               label: str, start_dirs: Sequence[str] = ()) -> Outcome:
-    """Rounds 1-5 above, until complete or nothing more can be found.
-
-    --with's sonames are roots of every target: looked up like missing ones,
-    and their own missing libraries resolved in the next round."""
-    from nixld.loader import ElfCache
-
-    roots = _with_roots(targets, opts, opts.roots)
-    cache = ElfCache()  # each round reads the same files again: parse them once
-    job32: Job32 | None = None
-    picked: list[Picked] = []
-    dirs: list[str] = list(start_dirs)
-    exclude: set[tuple[str, str]] = set()
-    outcome = Outcome(list(targets), picked, [])
-    overrides: dict[str, Candidate | None] | None = None
-    extra = _with_requests(_with_for_i686(opts, targets), rep, dirs, picked)
-    outcome.always_dirs.extend(dirs[len(start_dirs):])
-    for round_no in range(1, MAX_ROUNDS + 1):
-        outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None,
-                                        roots)
-        _add_driver_dir(outcome.analyses, dirs, rep)
-        ranking = _rank_all(outcome.analyses, opts.db, exclude)
-        job32 = job32 or Job32.of(outcome.analyses)
-        if ranking is None and not extra and not (job32 and job32.lacks_loader(outcome.analyses)):
-            break
-        if ranking is None:
-            from nixld.rank import Ranking
-
-            ranking = Ranking({})
-        if round_no == 1:
-            overrides = _first_answer(outcome, ranking, opts, rep, label)
-            if outcome.answer in (Answer.NO, Answer.NEVER):
-                return outcome
-        new = [p for p in _picks_from(ranking, overrides if round_no == 1 else None)
-               if p.store_path not in {q.store_path for q in picked}]
-        forced = {p.store_path for p in extra}
-        new += extra
-        extra = []
-        if job32 and not opts.dry_run:
-            picked.extend(job32.ensure_loader(outcome.analyses, rep))
-        if not new:
-            break
-        if opts.dry_run:
-            picked.extend(new)
-            break
-        count = sum(len(p.sonames) for p in new)
-        rep.say(f"round {round_no}: fetching {len(new)} package"
-                f"{'s' if len(new) != 1 else ''} for {count} librar{'y' if count == 1 else 'ies'}")
-        got = job32.realise(new, ranking, rep, exclude) if job32 \
-            else _realise(new, rep, opts.quiet, exclude)
-        for pick in got:
-            picked.append(pick)
-            if pick.lib_dir not in dirs:
-                dirs.insert(_insert_position(pick, outcome.analyses, dirs), pick.lib_dir)
-            if pick.store_path in forced or (job32 and job32.built_from.get(pick.store_path)
-                                             in forced):
-                outcome.always_dirs.append(pick.lib_dir)
-        if not got and not any(ranking.choices.values()):
-            break
-    outcome.analyses = _analyse_all(targets, dirs, cache, job32.loader if job32 else None, roots)
-    outcome.dirs = dirs
-    outcome.failed = {soname for soname, _ in exclude}
-    return outcome
+    return decide
 
 
-def _insert_position(pick: Picked, analyses: Sequence[Analysis], dirs: Sequence[str]) -> int:
-    """Where a pick's lib/ goes in the search order.
+def _summary(analyses: Sequence[Analysis], ranking: Ranking, opts: Options,
+             label: str) -> PlanSummary:
+    from nixld import prompt
 
-    Normally last. But a pick that replaces a library found with a version it
-    lacks (an older copy chosen in an earlier round, before its versions could
-    be read) must come before the dir that holds that older copy, or the
-    loader keeps finding the old one first.
-    """
-    position = len(dirs)
-    for analysis in analyses:
-        if analysis.closure is None:
-            continue
-        for need in analysis.closure.needed:
-            if need.soname not in pick.sonames or not need.path or not need.version_problems:
-                continue
-            for i, d in enumerate(dirs):
-                if need.path.startswith(d.rsplit("/lib", 1)[0] + "/"):
-                    position = min(position, i)
-    return position
+    plan, to_fetch, size = _shown_plan(analyses, ranking)
+    # Offered per root (a plugin, a recommended note): not in the plan.
+    hints = [f"{s} (for {os.path.basename(n.root.label)})" if n.root.path else s
+             for a in analyses for n in a.optional_needs
+             if n.root.priority == "recommended"  # suggested ones: explain lists them
+             for s in n.missing_sonames if s not in opts.with_]
+    return prompt.PlanSummary(label, list(ranking.choices), plan, size,
+                              len(to_fetch), list(dict.fromkeys(hints)))
 
 
-def _with_roots(targets: Sequence[str], opts: Options, roots: Roots) -> Roots:
-    """--with's sonames as required roots of every target."""
-    from nixld.runtime import soname_roots
+def _shown_plan(analyses: Sequence[Analysis], ranking: Ranking,
+                ) -> tuple[list[Package], list[str], int | None]:
+    """The plan the prompt shows, with what it would download. A 32-bit job
+    shows its pkgsi686Linux packages, to be built (no store path yet)."""
+    from nixld import nix
+    from nixld.errors import NixError
+    from nixld.i686 import is_i686
 
-    sonames = [w for w in opts.with_ if ".so" in w]
-    if not sonames:
-        return roots
-    extra = soname_roots(sonames, "with")
-    return {t: [*roots.get(t, []), *extra] for t in targets}
+    infos = [a.closure.binary for a in analyses if a.closure is not None]
+    if infos and all(is_i686(i) for i in infos):
+        from nixld import pkgsi686
 
-
-def _add_driver_dir(analyses: Sequence[Analysis], dirs: list[str], rep: Reporter) -> None:
-    """Driver libraries the closure links come from the system's driver directory."""
-    from nixld.rank import OPENGL_DRIVER_DIRS, is_driver_library
-
-    drivers = sorted({s for a in analyses for s in a.missing_sonames if is_driver_library(s)}
-                     | {s for a in analyses for n in a.runtime if n.root.path is None
-                        for s in n.root.sonames if is_driver_library(s)})
-    if not drivers:
-        return
-    for driver_dir in OPENGL_DRIVER_DIRS[:1]:
-        if os.path.isdir(driver_dir) and driver_dir not in dirs:
-            rep.say(f"{', '.join(map(safe, drivers))}: from the system's graphics driver in "
-                    f"{driver_dir}")
-            dirs.append(driver_dir)
-            return
-    rep.say(f"{', '.join(map(safe, drivers))}: driver libraries come only from the system's "
-            f"graphics driver in {OPENGL_DRIVER_DIRS[0]} (on NixOS: hardware.graphics.enable "
-            "= true), never from a package; it is not here")
-
-
-def _with_for_i686(opts: Options, targets: Sequence[str]) -> Options:
-    """For 32-bit x86 targets, --with ATTR means pkgsi686Linux.ATTR."""
-    from nixld.pkgsi686 import PACKAGE_SET
-    from nixld.search import elf_machine
-
-    if not targets or not all(elf_machine(t) == "EM_386" for t in targets):
-        return opts
-    mapped = [w if ".so" in w or w.startswith(f"{PACKAGE_SET}.") else f"{PACKAGE_SET}.{w}"
-              for w in opts.with_]
-    return dataclasses.replace(opts, with_=mapped)
-
-
-def _with_requests(opts: Options, rep: Reporter, dirs: list[str],
-                   picked: list[Picked]) -> list[Picked]:
-    """--with attributes, built from nixpkgs (--with sonames are roots: _with_roots)."""
-    extra: list[Picked] = []
-    attrs = [w for w in opts.with_ if ".so" not in w]
-    if attrs and not opts.dry_run:
-        from nixld import nix
-
-        for attr in attrs:
-            name, _, output = attr.partition("^")
-            built = nix.build_attr(name, output or "out")
-            picked.append(Picked(built, name, output or "out", []))
-            dirs.append(f"{built}/lib")
-    return extra
+        items = pkgsi686.plan(pkgsi686.map_ranking(ranking).values())
+        return [Package("", i.attr, i.output, i.sonames) for i in items], [], None
+    try:
+        to_fetch, size = nix.query_missing([p.store_path for p in ranking.plan])
+    except NixError:
+        to_fetch, size = [], None
+    return ranking.plan, to_fetch, size
 
 
 # ---------------------------------------------------------------- entries
@@ -568,40 +291,35 @@ def _entry_dirs(analysis: Analysis, dirs: Sequence[str], always: Sequence[str]) 
             if d in always or any(os.path.exists(os.path.join(d, n.soname)) for n in used)]
 
 
-def _loader_package(analysis: Analysis) -> set[str]:
-    """The store path of a 32-bit glibc a resolution built as the loader: the
-    entry records it (its `package` line), and `run` and explain read it back."""
-    from nixld.i686 import LOADER_SOURCE
-
-    closure = analysis.closure
-    if closure is None or closure.search.loader.source != LOADER_SOURCE:
-        return set()
-    return {closure.search.loader.path.rsplit("/lib/", 1)[0]}
-
-
-def write_entries(outcome: Outcome, dirs: Sequence[str]) -> list[Path]:
+def write_entries(outcome: Outcome, kept: Sequence[Package] = ()) -> list[Path]:
+    """Each target's entry (the dirs its closure uses, their packages) and the
+    choice remembered for its content."""
     from nixld import entries
+    from nixld.fileid import Identity, sha256_of
+    from nixld.memory import remember_choice
 
-    refs = tuple(entries.PackageRef(p.store_path, p.attr, p.output) for p in outcome.picked)
+    packages = list(dict.fromkeys(p.record() for p in (*outcome.picked, *kept)))
     written = []
     for analysis in outcome.analyses:
         target = os.path.realpath(analysis.path)
-        own = _entry_dirs(analysis, dirs, outcome.always_dirs)
-        sonames = tuple(dict.fromkeys(
-            (n.soname, n.path or "") for c in analysis.all_closures() for n in c.needed
-            if n.via == "entry"))
-        used_paths = {d.rsplit("/lib", 1)[0] for d in own} | _loader_package(analysis)
+        own = _entry_dirs(analysis, outcome.dirs, outcome.always_dirs)
+        needed = [n for c in analysis.all_closures() for n in c.needed]
+        # A 32-bit glibc built as the loader is recorded too: `run` and the
+        # search read it back from the entry.
+        loader = analysis.closure.search.loader.path if analysis.closure else ""
         entry = entries.Entry(
             path=target,
-            identity=entries.Identity.of_file(target),
+            identity=Identity.of_file(target),
             dirs=tuple(own),
-            sha256=entries.sha256_of(target),
-            packages=tuple(r for r in refs if r.store_path in used_paths),
-            sonames=sonames,
+            sha256=sha256_of(target),
+            packages=tuple(p for p in packages
+                           if p.lib_dir in own or loader.startswith(p.store_path + "/")),
+            sonames=tuple(dict.fromkeys((n.soname, n.path or "") for n in needed
+                                        if n.via == "entry")),
         )
         written.append(entries.write_entry(entry))
         written += _write_build_id_entry(entry)
-        entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
+        remember_choice(entry.sha256, entry.packages, entry.dirs)
     return written
 
 
@@ -617,31 +335,17 @@ def _write_build_id_entry(entry: Entry) -> list[Path]:
 # ---------------------------------------------------------------- entry points
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    from nixld import lock
-
-    with lock.state_lock():
-        yield
-
-
-def _remembered_dirs(targets: Sequence[str]) -> list[str]:
-    """Dirs of each target's valid per-user entry (the entry about to be
-    rewritten keeps them), then those remembered for a file with the same
-    content (a copy, a move)."""
-    from nixld import entries
-    from nixld.search import Search
-
-    dirs: list[str] = []
-    for target in targets:
-        dirs.extend(d for d in Search.for_binary(target).user_dirs if d not in dirs)
-        remembered = entries.recall_choice(entries.sha256_of(target))
-        if remembered is None:
-            continue
-        for d in remembered.dirs:
-            if d not in dirs and os.path.isdir(d):
-                dirs.append(d)
-    return dirs
+def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
+    """`nixld-hook resolve`: returns the exit code and what happened."""
+    # A group of _resolve_each keeps the roots its directory gave.
+    roots = {t: opts.roots.get(t) or extra for t, extra in collect_all(paths).items()}
+    opts = replace(opts, roots=roots)
+    targets = list(roots)
+    groups = _by_word_size(targets)
+    if len(groups) > 1:
+        return _resolve_each(groups, opts)
+    label = paths[0] if len(paths) == 1 else f"{len(targets)} files"
+    return _resolve_job(label, targets, opts)
 
 
 def _by_word_size(targets: Sequence[str]) -> list[list[str]]:
@@ -672,120 +376,144 @@ def _resolve_each(groups: Sequence[Sequence[str]], opts: Options) -> tuple[int, 
     return worst, merged
 
 
-def resolve(paths: Sequence[str], opts: Options) -> tuple[int, Outcome | None]:
-    """`nixld-hook resolve`: returns the exit code and what happened."""
-    # A group of _resolve_each keeps the roots its directory gave.
-    roots = {t: opts.roots.get(t) or extra for t, extra in _collect_all(paths).items()}
-    opts = replace(opts, roots=roots)
-    targets = list(roots)
-    groups = _by_word_size(targets)
-    if len(groups) > 1:
-        return _resolve_each(groups, opts)
-    label = paths[0] if len(paths) == 1 else f"{len(targets)} files"
-    return _resolve_job(label, targets, opts)
-
-
 def _resolve_job(label: str, targets: Sequence[str], opts: Options,
                  ) -> tuple[int, Outcome | None]:
     """One job: the rounds, then the profile and the entries."""
-    rep = Reporter(opts.quiet)
-    if opts.from_hook:
-        from nixld import entries
+    from nixld import lock
+    from nixld.memory import is_never
 
-        if any(entries.is_never(t) for t in targets):
-            return ExitCode.OK, None
-    with _locked() if not opts.dry_run else contextlib.nullcontext():
-        start = _remembered_dirs(targets) if opts.remembered and not opts.dry_run else []
+    rep = Reporter(opts.quiet)
+    if opts.from_hook and any(is_never(t) for t in targets):
+        return ExitCode.OK, None
+    with lock.state_lock():
+        kept = kept_for(targets) if opts.remembered else Kept()
         try:
-            outcome = run_rounds(targets, opts, rep, label, start)
+            outcome = _rounds(targets, kept, opts, rep, label)
         except NotAsked:
             rep.say(f"{safe(label)} lacks libraries; no terminal to ask on: run "
                     f"`nixld-hook resolve --yes {safe(label)}` to install the proposed packages")
             return ExitCode.FAILURE, None
-        if outcome.answer is Answer.NEVER:
-            from nixld import entries
-
-            for target in targets:
-                entries.mark_never(target)
-            rep.say(f"will not ask about {safe(label)} again (nixld-hook forget to undo)")
-            return ExitCode.OK, outcome
-        if outcome.answer is Answer.NO:
-            rep.say("nothing installed")
-            return ExitCode.FAILURE, outcome
-        if opts.dry_run:
-            return ExitCode.OK, outcome
-        dirs = outcome.dirs
-        if outcome.picked or start:
-            from nixld import profile
-
-            remembered = [d.rsplit("/lib", 1)[0] for d in start if d.startswith("/nix/store/")]
-            profile.install([p.store_path for p in outcome.picked] + remembered)
-        # A 32-bit binary may need only its loader: the entry records it.
-        outcome.entries = write_entries(outcome, dirs) if dirs or outcome.picked else []
+        if outcome.answer in (Answer.NO, Answer.NEVER):
+            return _declined(outcome, targets, label, rep), outcome
+        _install(outcome, kept)
     return _report(outcome, rep), outcome
+
+
+def _rounds(targets: Sequence[str], kept: Kept, opts: Options, rep: Reporter,
+            label: str) -> Outcome:
+    from nixld.fetch import realiser_for
+
+    extra = with_requests(_with_for_i686(opts, targets))
+    job = Job(tuple(targets), opts.db, tuple(kept.dirs), extra.prebuilt, extra.dirs,
+              with_roots(targets, opts, opts.roots))
+    return run_rounds(job, realiser_for(rep.say, rep.failed, quiet=opts.quiet),
+                      prompt_decider(opts, rep, label), rep.say)
+
+
+def _declined(outcome: Outcome, targets: Sequence[str], label: str, rep: Reporter) -> int:
+    if outcome.answer is Answer.NEVER:
+        from nixld.memory import mark_never
+
+        for target in targets:
+            mark_never(target)
+        rep.say(f"will not ask about {safe(label)} again (nixld-hook forget to undo)")
+        return ExitCode.OK
+    rep.say("nothing installed")
+    return ExitCode.FAILURE
+
+
+def _install(outcome: Outcome, kept: Kept) -> None:
+    """Root every package in the profile, then write the entries."""
+    from nixld import profile
+
+    store_paths = [p.store_path for p in (*outcome.picked, *kept.packages)]
+    store_paths += _unrecorded(kept)
+    if store_paths:
+        profile.install(list(dict.fromkeys(store_paths)))
+    # A 32-bit binary may need only its loader: the entry records it.
+    outcome.entries = write_entries(outcome, kept.packages) \
+        if outcome.dirs or outcome.picked else []
+
+
+def _unrecorded(kept: Kept) -> list[str]:
+    """Store paths of kept dirs no package line names (a choice remembered by
+    an older version): rooted all the same, or a gc would take them."""
+    from nixld.manage import store_path_of
+
+    named = {p.lib_dir for p in kept.packages}
+    return [sp for d in kept.dirs if d not in named and (sp := store_path_of(d))]
 
 
 def _not_libraries(outcome: Outcome) -> tuple[list[str], int]:
     """What libraries cannot fix, said once per target; and the worst exit code."""
-    from nixld.elf import ScriptInfo
-
     lines: list[str] = []
     code = ExitCode.OK
     for analysis in outcome.analyses:
-        info, name = analysis.info, safe(analysis.path)
-        if isinstance(info, ScriptInfo):
-            if not info.interpreter_exists:
-                lines.append(f"{name} is a script whose #! interpreter {safe(info.interpreter)} "
-                             "does not exist: libraries cannot fix that (edit its first line, "
-                             "e.g. `#!/usr/bin/env NAME`)")
-                code = ExitCode.FAILURE
-            else:
-                lines.append(f"{name} is a script: its interpreter exists, nothing to do")
-        elif info.is_static:
-            lines.append(f"{name} is statically linked: it needs no loader and no libraries")
-        elif analysis.closure is not None and not analysis.closure.real_loader_exists:
-            lines.append(f"note: the real loader {safe(analysis.closure.search.loader.path)} does "
-                         "not exist here, so glibc was not checked (set NIX_LD, or enable the "
-                         "shim on NixOS)")
+        line, failed = _not_library_line(analysis)
+        if line:
+            lines.append(line)
+        if failed:
+            code = ExitCode.FAILURE
     return lines, code
 
 
+def _not_library_line(analysis: Analysis) -> tuple[str | None, bool]:
+    from nixld.elf import ScriptInfo
+
+    info, name = analysis.info, safe(analysis.path)
+    if isinstance(info, ScriptInfo):
+        if not info.interpreter_exists:
+            return (f"{name} is a script whose #! interpreter {safe(info.interpreter)} does not "
+                    "exist: libraries cannot fix that (edit its first line, e.g. "
+                    "`#!/usr/bin/env NAME`)"), True
+        return f"{name} is a script: its interpreter exists, nothing to do", False
+    if info.is_static:
+        return f"{name} is statically linked: it needs no loader and no libraries", False
+    if analysis.closure is not None and not analysis.closure.real_loader_exists:
+        return (f"note: the real loader {safe(analysis.closure.search.loader.path)} does not "
+                "exist here, so glibc was not checked (set NIX_LD, or enable the shim on "
+                "NixOS)"), False
+    return None, False
+
+
+def _say(line: str) -> None:
+    print(f"nixld-hook: {line}", file=sys.stderr)
+
+
 def _report(outcome: Outcome, rep: Reporter) -> int:
-    installed = ", ".join(f"{safe(p.attr)}" for p in outcome.picked)
     notes, code = _not_libraries(outcome)
     for note in dict.fromkeys(notes):
-        print(f"nixld-hook: {note}", file=sys.stderr)
-    if outcome.complete and code:
-        return code
+        _say(note)
     if outcome.complete:
-        names = ", ".join(safe(t) for t in outcome.targets[:3])
-        more = f" and {len(outcome.targets) - 3} more" if len(outcome.targets) > 3 else ""
-        if installed:
-            print(f"nixld-hook: installed {installed}; {names}{more} now finds every library",
-                  file=sys.stderr)
-        elif outcome.entries:
-            print(f"nixld-hook: {names}{more} now finds every library (remembered choice)",
-                  file=sys.stderr)
-        else:
-            print(f"nixld-hook: {names}{more}: nothing is missing, nothing to install",
-                  file=sys.stderr)
-        return ExitCode.OK
+        if not code:
+            _say(_success_line(outcome))
+        return code
     missing = outcome.still_missing
     failed = [safe(s) for s in missing if s in outcome.failed]
     unprovided = [safe(s) for s in missing if s not in outcome.failed]
     if failed:
-        print(f"nixld-hook: still missing: {', '.join(failed)} (every candidate failed to "
-              "install; see the messages above)", file=sys.stderr)
+        _say(f"still missing: {', '.join(failed)} (every candidate failed to install; see the "
+             "messages above)")
     if unprovided:
-        print(f"nixld-hook: still missing: {', '.join(unprovided)} (no package in the "
-              "database provides them; a newer database may, or try --with ATTR)",
-              file=sys.stderr)
+        _say(f"still missing: {', '.join(unprovided)} (no package in the database provides "
+             "them; a newer database may, or try --with ATTR)")
     for analysis in outcome.analyses:
         if analysis.closure is not None and analysis.closure.glibc_problems:
             versions = sorted({p.version for p in analysis.closure.glibc_problems})
-            print(f"nixld-hook: {safe(analysis.path)} needs {', '.join(versions)}, newer than "
-                  "the real loader's glibc: libraries cannot fix this", file=sys.stderr)
+            _say(f"{safe(analysis.path)} needs {', '.join(versions)}, newer than the real "
+                 "loader's glibc: libraries cannot fix this")
     return ExitCode.FAILURE
+
+
+def _success_line(outcome: Outcome) -> str:
+    names = ", ".join(safe(t) for t in outcome.targets[:3])
+    more = f" and {len(outcome.targets) - 3} more" if len(outcome.targets) > 3 else ""
+    installed = ", ".join(safe(p.attr) for p in outcome.picked)
+    if installed:
+        return f"installed {installed}; {names}{more} now finds every library"
+    if outcome.entries:
+        return f"{names}{more} now finds every library (remembered choice)"
+    return f"{names}{more}: nothing is missing, nothing to install"
 
 
 def resolve_interactive(path: str, *, quiet: bool = False) -> int:
@@ -794,62 +522,20 @@ def resolve_interactive(path: str, *, quiet: bool = False) -> int:
     return code
 
 
-def upgrade_entries(paths: Sequence[str], *, assume_yes: bool = False) -> int:
-    """Re-resolve entries against the current database, as if new."""
-    from nixld import entries, profile
-    from nixld.search import Search
-
-    targets = [os.path.realpath(p) for p in paths] if paths else [
-        e.path for _, e in entries.all_entries()]
-    if not targets:
-        print("nixld-hook: no entries to upgrade", file=sys.stderr)
-        return ExitCode.OK
-    worst = ExitCode.OK
-    for target in targets:
-        applied = Search.for_binary(target).user_entry()  # only the user's is ours to redo
-        found = applied.entry if applied else None
-        old = {p.store_path for p in found.packages} if found else set()
-        if found:
-            entries.remove_entry(target)
-        code, outcome = resolve([target], Options(assume_yes=assume_yes, remembered=False))
-        if outcome is None or outcome.answer in (Answer.NO, Answer.NEVER):
-            if found:  # keep what worked before
-                entries.write_entry(found)
-            worst = max(worst, code)
-            continue
-        new = {p.store_path for p in outcome.picked}
-        stale = old - new - _store_paths_in_use()
-        if stale:
-            with _locked():
-                profile.remove(sorted(stale))
-        worst = max(worst, code)
-    return worst
-
-
-def _store_paths_in_use() -> set[str]:
-    from nixld import entries
-
-    return {p.store_path for _, e in entries.all_entries() for p in e.packages}
-
-
 def plan_only(paths: Sequence[str], opts: Options) -> tuple[list[Analysis], Ranking | None]:
-    """`resolve --dry-run`: the first round's analyses and ranked plan."""
-    roots = _collect_all(paths)
-    analyses = _analyse_all(list(roots), (), None, None, _with_roots(list(roots), opts, roots))
-    _add_driver_dir(analyses, [], Reporter(opts.quiet))
-    ranking = _rank_all(analyses, opts.db, set())
-    extra = _with_requests(opts, Reporter(opts.quiet), [], [])
-    if extra:
-        from nixld.rank import PlanItem, Ranking
+    """`resolve --dry-run`: the first round's analyses and ranked plan; nothing
+    is built, installed or written."""
+    from nixld.rounds import analyse_all, rank_all
 
-        ranking = ranking or Ranking({})
-        ranking.plan.extend(PlanItem(p.attr, p.output, p.store_path, tuple(p.sonames))
-                            for p in extra
-                            if p.store_path not in {i.store_path for i in ranking.plan})
+    roots = collect_all(paths)
+    analyses = analyse_all(list(roots), (), roots=with_roots(list(roots), opts, roots))
+    add_driver_dir(analyses, [], Reporter(opts.quiet).say)
+    ranking = rank_all(analyses, opts.db, set())
     from nixld.analysis import map_to_i686
+    from nixld.i686 import is_i686
 
     for analysis in analyses:
         analysis.ranking = ranking
-        if Job32.of([analysis]):
+        if analysis.closure is not None and is_i686(analysis.closure.binary):
             map_to_i686(analysis)  # its packages are pkgsi686Linux ones
     return analyses, ranking

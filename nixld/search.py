@@ -410,23 +410,12 @@ class Search:
     @classmethod
     def from_environ(cls, env: Mapping[str, str] | None = None, *,
                      machine: str | None = None, user_dirs: Sequence[str] = (),
-                     system_dirs: Sequence[str] = (), found: tuple[AppliedEntry, ...] = (),
                      loader: tuple[str, str] | None = None) -> Search:
-        """Read the variables as nix-ld and the shim do (shim/FORMAT.md).
-        `loader` (path, source): see discover_loader's fallback."""
+        """Read the variables as nix-ld and the shim do (shim/FORMAT.md), with
+        `user_dirs` in the per-user slot and no entry read. `loader` (path,
+        source): see discover_loader's fallback."""
         env = os.environ if env is None else env
-        system = nix_system(machine)
-        libpath = _first_set(env, f"NIX_LD_LIBRARY_PATH_{system}", "NIX_LD_LIBRARY_PATH")
-        return cls(
-            system=system,
-            loader=discover_loader(env, system, loader or recorded_loader(found, system)),
-            user_dirs=tuple(dict.fromkeys(user_dirs)),
-            system_dirs=tuple(system_dirs),
-            ld_library_path=split_list(env.get("LD_LIBRARY_PATH")),
-            nix_ld_library_path=split_list(libpath[0] if libpath else defaults(system)[1]),
-            nix_ld_library_path_source=libpath[1] if libpath else DEFAULT_SOURCE,
-            applied=found,
-        )
+        return cls.of(env, nix_system(machine), (), loader).with_extra_dirs(user_dirs)
 
     @classmethod
     def for_binary(cls, binary: str | os.PathLike[str], env: Mapping[str, str] | None = None,
@@ -434,10 +423,23 @@ class Search:
                    loader: tuple[str, str] | None = None) -> Search:
         """The search the shim sets up for `binary` today (module docstring)."""
         env = os.environ if env is None else env
-        found = applied_entries(binary, env, user=user)
-        return cls.from_environ(env, machine=machine, user_dirs=_valid_dirs(found, "user"),
-                                system_dirs=_valid_dirs(found, "system"), found=found,
-                                loader=loader)
+        return cls.of(env, nix_system(machine), applied_entries(binary, env, user=user), loader)
+
+    @classmethod
+    def of(cls, env: Mapping[str, str], system: str, found: tuple[AppliedEntry, ...],
+           loader: tuple[str, str] | None) -> Search:
+        """The search for these applied entries under `env` on `system`."""
+        libpath = _first_set(env, f"NIX_LD_LIBRARY_PATH_{system}", "NIX_LD_LIBRARY_PATH")
+        return cls(
+            system=system,
+            loader=discover_loader(env, system, loader or recorded_loader(found, system)),
+            user_dirs=_valid_dirs(found, "user"),
+            system_dirs=_valid_dirs(found, "system"),
+            ld_library_path=split_list(env.get("LD_LIBRARY_PATH")),
+            nix_ld_library_path=split_list(libpath[0] if libpath else defaults(system)[1]),
+            nix_ld_library_path_source=libpath[1] if libpath else DEFAULT_SOURCE,
+            applied=found,
+        )
 
     def with_extra_dirs(self, dirs: Sequence[str]) -> Search:
         """These dirs appended to the per-user slot, once (a resolution's plan)."""

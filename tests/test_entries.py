@@ -15,10 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixld import entries, paths, search
+from nixld import entries, memory, paths, search
 from nixld.elf import note_build_id, read_build_id
-from nixld.entries import Entry, Identity, PackageRef
+from nixld.entries import Entry, Identity
 from nixld.errors import StateError
+from nixld.fileid import sha256_of
+from nixld.package import Package
 from tests.conftest import REPO
 
 FORMAT_MD = (REPO / "shim" / "FORMAT.md").read_text()
@@ -43,7 +45,7 @@ def sample(path: str = "/home/alice/bin/tool", **kw: object) -> Entry:
     base: dict[str, object] = dict(
         path=path, identity=Identity(66305, 1234567, 845120, 1764061234_123456789),
         dirs=(f"{ZLIB}/lib",), sha256="9f" * 32,
-        packages=(PackageRef(ZLIB, "zlib", "out"),),
+        packages=(Package(ZLIB, "zlib", "out"),),
         sonames=(("libz.so.1", f"{ZLIB}/lib/libz.so.1"),))
     base.update(kw)
     return Entry(**base)  # type: ignore[arg-type]
@@ -66,7 +68,7 @@ def test_format_md_example_parses() -> None:
     assert entry.dirs == (f"{ZLIB}/lib",
                           "/nix/store/a5sq8q1g9bq8vqgbl8jxbmym0kcm1ycz-openssl-3.0.14/lib")
     assert entry.sha256 == "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-    assert entry.packages == (PackageRef(ZLIB, "zlib", "out"),)
+    assert entry.packages == (Package(ZLIB, "zlib", "out"),)
 
 
 def test_format_is_what_format_md_shows() -> None:
@@ -212,7 +214,7 @@ def entry_for(binary: str | Path) -> tuple[Entry, bool] | None:
 
 def entry_for_file(path: Path) -> Entry:
     real = os.path.realpath(path)
-    return sample(path=real, identity=Identity.of_file(real), sha256=entries.sha256_of(real))
+    return sample(path=real, identity=Identity.of_file(real), sha256=sha256_of(real))
 
 
 def test_write_entry_is_atomic_and_named_by_key(xdg: Path) -> None:
@@ -323,31 +325,31 @@ def test_a_read_only_state_dir_is_one_clear_error(xdg: Path,
 def test_choices_are_remembered_by_content(xdg: Path) -> None:
     binary = make_binary(xdg / "bin" / "tool")
     entry = entry_for_file(binary)
-    entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
+    memory.remember_choice(entry.sha256, entry.packages, entry.dirs)
     copy = xdg / "elsewhere" / "renamed"
     copy.parent.mkdir()
     shutil.copy(binary, copy)
-    choice = entries.recall_choice(entries.sha256_of(copy))
-    assert choice == entries.Choice(entry.packages, entry.dirs)
+    choice = memory.recall_choice(sha256_of(copy))
+    assert choice == memory.Choice(entry.packages, entry.dirs)
     make_binary(copy, b"other content")
-    assert entries.recall_choice(entries.sha256_of(copy)) is None
-    assert entries.forget_choice(entries.sha256_of(binary)) is True
-    assert entries.recall_choice(entries.sha256_of(binary)) is None
+    assert memory.recall_choice(sha256_of(copy)) is None
+    assert memory.forget_choice(sha256_of(binary)) is True
+    assert memory.recall_choice(sha256_of(binary)) is None
 
 
 def test_never_by_path_and_by_content(xdg: Path) -> None:
     binary = make_binary(xdg / "bin" / "tool")
     other = make_binary(xdg / "bin" / "other", b"different")
-    assert not entries.is_never(binary)
-    entries.mark_never(binary)
-    entries.mark_never(binary)  # idempotent
-    assert entries.is_never(binary)
-    assert not entries.is_never(other)
+    assert not memory.is_never(binary)
+    memory.mark_never(binary)
+    memory.mark_never(binary)  # idempotent
+    assert memory.is_never(binary)
+    assert not memory.is_never(other)
     moved = xdg / "moved"
     binary.rename(moved)
-    assert entries.is_never(moved)  # same content
-    assert entries.clear_never(xdg / "bin" / "tool", entries.sha256_of(moved))
-    assert not entries.is_never(moved)
+    assert memory.is_never(moved)  # same content
+    assert memory.clear_never(xdg / "bin" / "tool", sha256_of(moved))
+    assert not memory.is_never(moved)
 
 
 # ---------------------------------------------------------------- Ctrl-C

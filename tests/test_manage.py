@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from nixld import cli, entries, lock, nix, paths, profile
+from nixld import cli, entries, lock, memory, nix, paths, profile
 from nixld.elf import read_build_id
-from nixld.entries import Entry, Identity, PackageRef
+from nixld.entries import Entry, Identity
+from nixld.fileid import sha256_of
+from nixld.package import Package
 from tests.conftest import REPO, need_tool, run_cli
 from tests.nixcache import NixCache
 
@@ -46,11 +48,11 @@ def resolved(path: str, store_paths: Sequence[str]) -> Entry:
     nix.realise(store_paths, quiet=True)
     profile.install(store_paths)
     entry = Entry(path, Identity.of_file(path), tuple(f"{p}/lib" for p in store_paths),
-                  entries.sha256_of(path),
-                  tuple(PackageRef(p, p.split("-", 1)[1], "out") for p in store_paths),
+                  sha256_of(path),
+                  tuple(Package(p, p.split("-", 1)[1], "out") for p in store_paths),
                   tuple((f"lib{p.split('-', 1)[1]}.so.1", f"{p}/lib/x") for p in store_paths))
     entries.write_entry(entry)
-    entries.remember_choice(entry.sha256, entry.packages, entry.dirs)
+    memory.remember_choice(entry.sha256, entry.packages, entry.dirs)
     return entry
 
 
@@ -97,25 +99,25 @@ def test_forget_removes_the_entry_and_what_only_it_used(world: dict[str, str]) -
     assert not rooted(world["ssl"])
     assert rooted(world["zlib"]) and rooted(world["png"])
     # forgetting also drops the content memory: the next run asks again
-    assert entries.recall_choice(entries.sha256_of(world["a"])) is None
-    assert entries.recall_choice(entries.sha256_of(world["b"])) is not None
+    assert memory.recall_choice(sha256_of(world["a"])) is None
+    assert memory.recall_choice(sha256_of(world["b"])) is not None
 
 
 def test_forget_all(world: dict[str, str]) -> None:
-    entries.mark_never(world["a"])
+    memory.mark_never(world["a"])
     res = run_cli("forget", "--all")
     assert res.returncode == 0, res.stderr
     assert entries.all_entries() == [] and profile.installed() == set()
-    assert not entries.is_never(world["a"])
+    assert not memory.is_never(world["a"])
     assert not any(rooted(world[n]) for n in ("zlib", "ssl", "png"))
 
 
 def test_forget_undoes_never(xdg: Path) -> None:
     need_tool("nix-env")
     tool = binary(xdg / "tool", b"t")
-    entries.mark_never(tool)
+    memory.mark_never(tool)
     assert run_cli("forget", tool).returncode == 0
-    assert not entries.is_never(tool)
+    assert not memory.is_never(tool)
 
 
 def test_forget_bad_command_lines(xdg: Path) -> None:
@@ -144,7 +146,7 @@ def test_gc_drops_gone_and_changed_entries_and_unused_packages(world: dict[str, 
     assert rooted(world["zlib"])
     assert not (paths.entries_dir() / ".tmp-leftover").exists()
     # the content memory stays: a moved copy of `a` would be resolved with no question
-    assert entries.recall_choice(entries.sha256_of(world["b"])) is not None
+    assert memory.recall_choice(sha256_of(world["b"])) is not None
     assert "nothing to collect" in run_cli("gc").stderr
 
 
@@ -206,7 +208,7 @@ def test_a_read_only_state_dir_is_one_clear_error(world: dict[str, str]) -> None
 
 @pytest.mark.unit
 def test_upgrade_parses_and_delegates(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nixld import resolve
+    from nixld import upgrade
 
     calls: list[tuple[list[str], bool]] = []
 
@@ -214,20 +216,10 @@ def test_upgrade_parses_and_delegates(xdg: Path, monkeypatch: pytest.MonkeyPatch
         calls.append((paths, assume_yes))
         return 0
 
-    monkeypatch.setattr(resolve, "upgrade_entries", fake, raising=False)
+    monkeypatch.setattr(upgrade, "upgrade_entries", fake)
     assert cli.main(["upgrade", "--yes", "/a", "/b"]) == 0
     assert cli.main(["upgrade"]) == 0
     assert calls == [(["/a", "/b"], True), ([], False)]
-
-
-@pytest.mark.unit
-def test_upgrade_without_the_resolver_says_so(xdg: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from nixld import resolve
-
-    monkeypatch.delattr(resolve, "upgrade_entries", raising=False)
-    assert cli.main(["upgrade"]) == 1
-    assert "nixld.resolve.upgrade_entries is missing" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the lock

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from nixld import entries, nix, paths, profile
-from nixld.entries import Entry, Identity, PackageRef
+from nixld.entries import Entry, Identity
+from nixld.fileid import sha256_of
+from nixld.package import Package
 from nixld.search import Search, nix_system
 from tests.conftest import need, need_tool, run_cli
 from tests.nixcache import NixCache, signing_key
@@ -75,8 +77,8 @@ def resolve_by_hand(tool: Path, nix_cache: NixCache, tag: str = "store") -> str:
     profile.install([store_path])
     real = os.path.realpath(tool)
     entries.write_entry(Entry(real, Identity.of_file(real), (f"{store_path}/lib",),
-                              entries.sha256_of(real),
-                              (PackageRef(store_path, "which", "out"),),
+                              sha256_of(real),
+                              (Package(store_path, "which", "out"),),
                               (("libwhich.so.1", f"{store_path}/lib/libwhich.so.1"),)))
     return store_path
 

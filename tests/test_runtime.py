@@ -143,7 +143,7 @@ def test_candidate_symbols_are_judged_against_the_whole_process(
         world: w.World, world_env: dict[str, str], app_tree: Path, tmp_path: Path) -> None:
     """An extension module's undefined symbols that the executable exports
     (Py* from the interpreter) are no requirement on its missing library."""
-    from nixld.analysis import merged_symbols, required_symbols
+    from nixld.candidate import merged_symbols, required_symbols
     from nixld.elf import read_binary
     from nixld.loader import resolve_closure
     from nixld.search import Search

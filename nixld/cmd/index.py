@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -22,22 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
                         help="print the store paths that provide these sonames")
 
 
-class _ProgressLine:
-    """One line on a terminal's stderr, rewritten in place while the index builds."""
-
-    def __init__(self) -> None:
-        self.used = False
-
-    def __call__(self, message: str) -> None:
-        self.used = True
-        sys.stderr.write(f"\r\x1b[K{message}")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        if self.used:
-            sys.stderr.write("\n")
-
-
 def _age(seconds: float) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
@@ -49,15 +32,16 @@ def _age(seconds: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from nixld.index import SonameIndex
     from nixld.paths import database_file
+    from nixld.progress import ProgressLine
     from nixld.text import safe
 
     db = database_file(args.db)
-    progress = _ProgressLine()
+    progress = ProgressLine()
     try:
-        index = SonameIndex.open(db, progress=progress if sys.stderr.isatty() else None,
+        index = SonameIndex.open(db, progress=progress.show if progress.live else None,
                                  rebuild=args.rebuild)
     finally:
-        progress.end()
+        progress.end(keep=True)
     if args.lookup:
         return _print_lookup(index.lookup(args.lookup), args.json, safe)
     stats: dict[str, Any] = dict(index.stats())

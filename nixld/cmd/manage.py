@@ -136,12 +136,6 @@ def _gc() -> int:
 
 
 def _upgrade(path_list: list[str], assume_yes: bool) -> int:
-    try:
-        from nixld import resolve
-    except ImportError:
-        resolve = None  # type: ignore[assignment]
-    upgrade_entries = getattr(resolve, "upgrade_entries", None)
-    if upgrade_entries is None:
-        raise NixldError("upgrade is not available in this build "
-                         "(nixld.resolve.upgrade_entries is missing)")
-    return int(upgrade_entries(path_list, assume_yes=assume_yes))
+    from nixld import upgrade
+
+    return upgrade.upgrade_entries(path_list, assume_yes=assume_yes)

@@ -45,8 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from nixld.resolve import Options, plan_only, resolve
 
-    opts = Options(assume_yes=args.yes, quiet=args.quiet, with_=args.with_, db=args.db,
-                   dry_run=args.dry_run)
+    opts = Options(assume_yes=args.yes, quiet=args.quiet, with_=args.with_, db=args.db)
     if args.dry_run:
         from nixld.report import render_plan_text, to_json_many
 
