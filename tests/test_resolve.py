@@ -172,7 +172,7 @@ def test_prompt_no_installs_nothing(world: w.World, world_env: dict[str, str]) -
 def test_prompt_never_is_remembered(world: w.World, world_env: dict[str, str]) -> None:
     zstd = world.binaries["zstd"]
     assert answer_prompt(zstd, "v", "will not ask", world_env) == 0
-    code = f"from nixld.entries import is_never; print(is_never({str(zstd)!r}))"
+    code = f"from nixld.memory import is_never; print(is_never({str(zstd)!r}))"
     check = subprocess.run(
         [sys.executable, "-c", code],
         env=dict(world_env, PYTHONPATH=str(REPO)), capture_output=True, text=True, check=True)
