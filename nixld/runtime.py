@@ -288,7 +288,7 @@ def analyse_root(root: Root, exe: ElfInfo, closure: Closure, env: Search,
         driver = next((s for s in root.sonames if is_driver_library(s)), None)
         if driver:  # never a package's: the system's graphics driver has it, or nothing
             return RootNeeds(root, None, satisfied_by=f"{driver} (the system's driver)")
-        info = replace(exe, needed=root.sonames[:1], dlopen=())
+        info = replace(exe, needed=root.sonames, dlopen=())  # every alternative searched
     else:
         try:
             info = cache.library(root.path)
@@ -299,7 +299,9 @@ def analyse_root(root: Root, exe: ElfInfo, closure: Closure, env: Search,
         for alternative in root.sonames:  # one alternative found is enough
             if any(n.soname == alternative and n.path for n in sub.needed):
                 return RootNeeds(root, sub, satisfied_by=alternative)
-    missing = [n for n in sub.missing if n.soname not in have]
+    # None found: the first alternative is the one to provide.
+    others = set(root.sonames[1:]) if root.path is None else set()
+    missing = [n for n in sub.missing if n.soname not in have and n.soname not in others]
     return RootNeeds(root, sub, missing)
 
 
