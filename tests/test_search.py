@@ -51,6 +51,11 @@ def test_glibc_loader_is_judged_by_reading(fx: Fixtures, tmp_path: Path) -> None
     assert glibc_loader_problem("/lib/x86_64-linux-gnu/libc.so.6") == (
         "/lib/x86_64-linux-gnu/libc.so.6: not a glibc ld.so")
     assert glibc_loader_problem(str(tmp_path / "gone")) == f"{tmp_path}/gone: no such file"
+    (tmp_path / "empty").write_bytes(b"")
+    assert glibc_loader_problem(str(tmp_path / "empty")) == (
+        f"{tmp_path}/empty: empty file, not a library")
+    need(os.path.exists("/lib/ld-linux.so.2"), "needs libc6-i386's loader")
+    assert glibc_loader_problem("/lib/ld-linux.so.2") is None  # 32-bit, read the same way
     assert read_interpreter(str(fx.needs_a)) == DEBIAN_LD
     assert read_interpreter(str(fx.static)) is None
     assert read_interpreter(str(tmp_path / "gone")) is None
