@@ -527,13 +527,14 @@ def add_to_store(path: Path) -> str:
 
 
 def copy_to_cache(store_paths: Sequence[str], cache_dir: Path, *,
-                  secret_key: Path | None = None) -> None:
+                  secret_key: Path | None = None, compression: str | None = None) -> None:
     """Put `store_paths` (with their closure) into a `file://` binary cache,
-    signed with `secret_key` (a `nix-store --generate-binary-cache-key` file)."""
+    signed with `secret_key` (a `nix-store --generate-binary-cache-key` file),
+    compressed with `compression` (e.g. "zstd") instead of Nix's default xz."""
     paths = check_store_paths(store_paths)
-    url = f"file://{cache_dir.absolute()}"
-    if secret_key is not None:
-        url += f"?secret-key={secret_key.absolute()}"
+    params = [f"secret-key={secret_key.absolute()}"] if secret_key is not None else []
+    params += [f"compression={compression}"] if compression is not None else []
+    url = f"file://{cache_dir.absolute()}" + ("?" + "&".join(params) if params else "")
     _run(["nix", *NIX_COMMAND, "copy", "--to", url, *paths],
          what=f"copying to the binary cache {safe(cache_dir)}")
 
@@ -543,6 +544,29 @@ def generate_signing_key(name: str, secret: Path, public: Path) -> str:
     _run(["nix-store", "--generate-binary-cache-key", name, os.fspath(secret),
           os.fspath(public)], what="generating a binary cache key")
     return public.read_text().strip()
+
+
+def add_root(store_path: str, root: Path) -> None:
+    """An indirect gc root at `root` keeping the (valid) `store_path` alive."""
+    [path] = check_store_paths([store_path])
+    _run(["nix-store", "--realise", "--add-root", os.fspath(root), path],
+         what=f"adding the gc root {safe(root)}")
+
+
+def live_paths() -> set[str]:
+    """Every store path some gc root keeps alive (`nix-store --gc --print-live`)."""
+    res = _run(["nix-store", "--gc", "--print-live"], what="listing live store paths")
+    return set(res.stdout.split())
+
+
+def referrers_closure(store_paths: Sequence[str]) -> list[str]:
+    """The paths and every valid path that refers to them, directly or not."""
+    paths = check_store_paths(store_paths)
+    if not paths:
+        return []
+    res = _run(["nix-store", "--query", "--referrers-closure", *paths],
+               what="querying referrers")
+    return res.stdout.split()
 
 
 def delete_paths(store_paths: Sequence[str]) -> None:

@@ -30,7 +30,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nixld import world as w
+from nixld import demo as w
+from nixld.demo import debian, providers, store
+from nixld.demo.catalog import STORE_DIR, SYSTEM
+from nixld.demo.tools import run_tool
+from nixld.demo.world import locked
 
 APPS_VERSION = 1
 
@@ -111,7 +115,7 @@ def fetch_wheels(home: Path) -> list[Path]:
              for spec in WHEELS]
     found = [next(iter(sorted(wheels.glob(f"{n}-*.whl"))), None) for n in names]
     if any(f is None for f in found):
-        w._run(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+        run_tool(["python3", "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
                 "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
                 "--implementation", "cp", "-d", str(wheels), *WHEELS])
         found = [next(iter(sorted(wheels.glob(f"{n}-*.whl"))), None) for n in names]
@@ -137,13 +141,13 @@ def unpack_wheel(wheel: Path, dest: Path) -> None:
 
 
 def _set_interpreter(binary: Path, interpreter: Path) -> None:
-    w._run(["patchelf", "--set-interpreter", str(interpreter), str(binary)])
+    run_tool(["patchelf", "--set-interpreter", str(interpreter), str(binary)])
 
 
 def _python_prefix(debs: Mapping[str, Path], staging: Path, prefix: Path) -> Path:
     """Debian's python3.11 as a prefix of its own: bin/python3.11, lib/python3.11."""
     for pkg in PYTHON_DEBS:
-        w.extract_deb(debs[pkg], staging / "py")
+        debian.extract_deb(debs[pkg], staging / "py")
     (prefix / "bin").mkdir(parents=True)
     shutil.copy2(staging / "py/usr/bin/python3.11", prefix / "bin/python3.11")
     shutil.copytree(staging / "py/usr/lib/python3.11", prefix / "lib/python3.11", symlinks=True)
@@ -172,10 +176,10 @@ def _combined_database(world: w.World, items: Sequence[tuple[w.StoreItem, Path]]
         yield from read_database(world.database_file)
         for item, tree in items:
             digest, name = item.store_path.rsplit("/", 1)[1].split("-", 1)
-            yield (StorePath(w.STORE_DIR, digest, name,
-                             Origin(item.attr, item.output, True, w.SYSTEM)),
+            yield (StorePath(STORE_DIR, digest, name,
+                             Origin(item.attr, item.output, True, SYSTEM)),
                    [FileEntry(p, k, s, t)  # type: ignore[arg-type]
-                    for p, k, s, t in w.file_entries(tree)])
+                    for p, k, s, t in store.file_entries(tree)])
 
     file.parent.mkdir(parents=True, exist_ok=True)
     write_database(file, blocks())
@@ -183,7 +187,7 @@ def _combined_database(world: w.World, items: Sequence[tuple[w.StoreItem, Path]]
 
 def _check_covered(binaries: Sequence[Path], libs: Mapping[str, Path]) -> None:
     for binary in binaries:
-        lacking = w.uncovered(binary, libs)
+        lacking = providers.uncovered(binary, libs)
         if lacking:
             raise w.WorldError(f"no provider for {', '.join(lacking)} "
                                f"(needed by {binary.name})")
@@ -193,11 +197,11 @@ def build_apps(world: w.World, root: Path, debs: Mapping[str, Path],
                wheels: Sequence[Path]) -> dict[str, object]:
     assert world.shim is not None
     staging = root / "staging"
-    staged, libs = w._stage_providers(APP_PROVIDERS, debs, staging)
+    staged, libs = providers.stage_providers(APP_PROVIDERS, debs, staging)
     # For the coverage check only: the world's own providers and glibc again.
     check = (*w.PROVIDERS, w.Provider("glibc", "glibc", "out", ("libc6",)))
-    libs.update({k: v for k, v in w._stage_providers(check, debs, staging / "check")[1].items()
-                 if k not in libs})
+    _, check_libs = providers.stage_providers(check, debs, staging / "check")
+    libs.update({k: v for k, v in check_libs.items() if k not in libs})
     qt = root / "qt"
     for wheel in wheels:
         if wheel.name.startswith(("pyside6", "shiboken6")):
@@ -212,10 +216,10 @@ def build_apps(world: w.World, root: Path, debs: Mapping[str, Path],
                     site / "cv2/cv2.abi3.so"], libs)
     _set_interpreter(designer, world.shim)
     _set_interpreter(python, world.shim)
-    store_paths = w._nix_store_add([s.dir for s in staged])
-    w._nix_copy_to_cache(store_paths, root / "cache")
-    w._nix_delete(store_paths)
-    items = [(w._item(s, p), s.dir) for s, p in zip(staged, store_paths, strict=True)]
+    store_paths = store.add_all([s.dir for s in staged])
+    store.copy_to_cache(store_paths, root / "cache")
+    store.delete_unrooted(store_paths)
+    items = [(store.item_of(s, p), s.dir) for s, p in zip(staged, store_paths, strict=True)]
     _combined_database(world, items, root / "database/files")
     shutil.rmtree(staging)
     return {"version": APPS_VERSION, "store_paths": store_paths}
@@ -242,8 +246,8 @@ def ensure_apps(world: w.World, home: Path) -> Apps:
     """Build the apps on top of `world` once (under `home`), then reuse them."""
     if world.shim is None:
         raise w.WorldError("the apps need the built shim (make -C shim)")
-    with w._locked(home):
-        debs = w.fetch_debs([*PYTHON_DEBS, "libc6",
+    with locked(home):
+        debs = debian.fetch_debs([*PYTHON_DEBS, "libc6",
                              *(d for p in (*APP_PROVIDERS, *w.PROVIDERS) for d in p.debs)],
                             home / "debs")
         wheels = fetch_wheels(home)
@@ -265,7 +269,7 @@ def ensure_apps(world: w.World, home: Path) -> Apps:
                 raise
             (root / "apps.json").write_text(json.dumps(manifest))
         apps = _load(root, manifest)
-        w._nix_delete(apps.store_paths)
+        store.delete_unrooted(apps.store_paths)
         return apps
 
 

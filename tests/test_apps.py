@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from nixld import world as world_mod
+from nixld import demo as world_mod
+from nixld.demo import store
+from nixld.errors import NixldError
 from tests import apps_world, schema_check
 from tests.conftest import need, need_tool
 from tests.test_explain import SCHEMA
@@ -27,7 +29,7 @@ def apps(world: world_mod.World) -> apps_world.Apps:
     need_tool("patchelf")
     try:
         return apps_world.ensure_apps(world, WORLD_HOME)
-    except world_mod.NixldError as err:
+    except NixldError as err:
         need(False, f"cannot build the apps: {err}")
         raise
 
@@ -44,7 +46,7 @@ def display() -> Iterator[str]:
 def apps_env(world: world_mod.World, apps: apps_world.Apps, world_env: dict[str, str],
              world_home_dir: Path) -> dict[str, str]:
     world_mod.reset_store(world)
-    world_mod._nix_delete(apps.store_paths)
+    store.delete_unrooted(apps.store_paths)
     return apps.env(world, world_home_dir, world_env)
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from nixld import demo as world_mod
 from nixld import nix
-from nixld import world as world_mod
 from tests.conftest import need, need_tool
 from tests.daemon_user import (
     DAEMON_DIR,

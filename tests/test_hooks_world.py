@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nixld import world as world_mod
+from nixld import demo as world_mod
 from tests.conftest import need
 from tests.test_hooks_shells import SHELLS, Session, hook_lines
 

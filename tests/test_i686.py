@@ -95,7 +95,7 @@ DEBIAN_I386 = ("pigz", "zlib1g")  # a real 32-bit program and the library it lac
 def debian_i386(dest: Path) -> Path:
     """pigz:i386 and zlib1g:i386 unpacked into `dest` (the .debs kept between
     runs beside the test world's; `dpkg --add-architecture i386` in .ci/run)."""
-    from nixld.world import world_home
+    from nixld.demo import world_home
 
     need_tool("apt-get")
     cache = world_home() / "debs-i386"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from nixld import demo as world_mod
 from nixld import nix
-from nixld import world as world_mod
 from nixld.errors import NixError
 from tests.conftest import REPO, need_tool, run_cli
 from tests.nixcache import NixCache, nix_config, signing_key

@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from nixld import world as w
+from nixld import demo as w
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow

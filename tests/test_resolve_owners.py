@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nixld import world as w
+from nixld import demo as w
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from nixld import world as w
+from nixld import demo as w
 from tests import schema_check
 from tests.conftest import need_tool, run_cli
 from tests.test_explain import SCHEMA

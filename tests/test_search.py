@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from nixld import search
+from nixld.demo import World
 from nixld.search import Search, glibc_loader_problem, nix_system, read_interpreter
-from nixld.world import World
 from tests.conftest import REPO, need, need_root, need_tool
 from tests.fixtures.build import Fixtures
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from nixld import demo as world_mod
 from nixld import nix
-from nixld import world as world_mod
 from tests.conftest import REPO, need_root, need_tool, run_cli
 from tests.fixtures.build import build_stub_ld
 from tests.test_hooks_shells import USER_RC, tool_dir

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nixld import world as w
+from nixld import demo as w
+from nixld import nix
 from nixld.database import read_database
+from nixld.demo import debian, nixos_loader, providers, store
 
 FOREIGN = [f.name for f in w.FOREIGN]
 FIXTURES = list(w.FIXTURE_WHY)
@@ -42,7 +44,7 @@ def test_patch_ld_so_keeps_lengths_and_drops_fhs_dirs() -> None:
     block = b"\x01/lib/x86_64-linux-gnu/\0/usr/lib/x86_64-linux-gnu/\0/lib/\0/usr/lib/\0"
     data = b"junk" + block + b"xx\0/etc/ld.so.cache\0" + block
     link = "/tmp/nixld-ld-abcdefg"
-    patched = w.patch_ld_so(data, link)
+    patched = nixos_loader.patch_ld_so(data, link)
     assert len(patched) == len(data)
     assert patched.count(link.encode() + b"/\0") == 2
     for fhs in (b"/lib/\0", b"/usr/lib/\0", b"/etc/ld.so.cache\0", b"x86_64-linux-gnu"):
@@ -55,7 +57,7 @@ def test_patch_ld_so_keeps_lengths_and_drops_fhs_dirs() -> None:
 @pytest.mark.unit
 def test_patch_ld_so_refuses_a_loader_it_does_not_know() -> None:
     with pytest.raises(w.WorldError, match="system directories"):
-        w.patch_ld_so(b"\0/etc/ld.so.cache\0", "/tmp/nixld-ld-abcdefg")
+        nixos_loader.patch_ld_so(b"\0/etc/ld.so.cache\0", "/tmp/nixld-ld-abcdefg")
 
 
 @pytest.mark.unit
@@ -66,7 +68,7 @@ def test_patch_ld_so_refuses_a_loader_it_does_not_know() -> None:
     ("libgssapi-krb5-2_1.20.1-2+deb12u2_amd64.deb", "1.20.1"),
 ])
 def test_deb_version_is_the_upstream_version(deb: str, version: str) -> None:
-    assert w.deb_version(Path(deb)) == version
+    assert debian.deb_version(Path(deb)) == version
 
 
 @pytest.mark.unit
@@ -78,7 +80,7 @@ def test_file_entries_in_nix_index_order(tmp_path: Path) -> None:
     (root / "bin").mkdir()
     (root / "bin/tool").write_text("#!")
     (root / "bin/tool").chmod(0o755)
-    assert w.file_entries(root) == [
+    assert store.file_entries(root) == [
         (b"", "d", 2, None),
         (b"/lib", "d", 2, None),
         (b"/lib/libz.so.1.2.13", "r", 10, None),
@@ -154,9 +156,9 @@ def test_foreign_binaries_are_unmodified_debian_files(world: w.World) -> None:
 
 
 def test_binaries_need_what_they_were_chosen_for(world: w.World) -> None:
-    assert "libcurl.so.4" in w.needed_of(world.binaries["curl"])
-    assert w.needed_of(world.binaries["jq"]) == ["libjq.so.1", "libc.so.6"]
-    assert "libstdc++.so.6" in w.needed_of(world.binaries["ninja"])
+    assert "libcurl.so.4" in providers.needed_of(world.binaries["curl"])
+    assert providers.needed_of(world.binaries["jq"]) == ["libjq.so.1", "libc.so.6"]
+    assert "libstdc++.so.6" in providers.needed_of(world.binaries["ninja"])
 
 
 # ------------------------------------------------------------ the binary cache
@@ -170,7 +172,7 @@ def test_cache_is_a_real_substitution_source(world: w.World,
                                              world_env: dict[str, str]) -> None:
     zlib = world.item(f"zlib-{zlib_version(world)}")
     assert zlib.toplevel
-    assert not w._nix_is_valid(zlib.store_path)
+    assert not nix.is_valid(zlib.store_path)
     proc = realise([zlib.store_path], world_env)
     assert proc.returncode == 0, proc.stderr
     assert f"from '{world.substituter}" in proc.stderr

@@ -1,8 +1,8 @@
-"""The NixOS-like test world as pytest fixtures (built by nixld.world).
+"""The NixOS-like test world as pytest fixtures (built by nixld.demo).
 
 Registered for every test by tests/conftest.py. Use:
 
-- `world` (session): the `nixld.world.World`, built once (about 5 s; the
+- `world` (session): the `nixld.demo.World`, built once (about 5 s; the
   Debian .deb files are downloaded once and kept) or reused from an earlier
   run. Its paths: `world.ld_so` (NIX_LD), `world.binaries[name]` (unmodified
   Debian binaries: bzip2 jq curl ninja nano zstd pigz), `world.fixtures[name]`
@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from nixld import world as world_mod
+from nixld import demo as world_mod
+from nixld.errors import NixldError
 
 REPO = Path(__file__).resolve().parent.parent
 # Read at import time, before any test's monkeypatching of XDG_CACHE_HOME: the
@@ -81,7 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> world_mod.World:
         need_tool(tool)
     try:
         return world_mod.ensure_world("full", home=WORLD_HOME, shim=_built_shim())
-    except world_mod.NixldError as err:
+    except NixldError as err:
         need(False, f"cannot build the test world: {err}")
         raise
 

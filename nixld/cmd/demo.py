@@ -1,6 +1,6 @@
 """`nixld-hook demo`: build a small NixOS-like world here and show the whole job on it.
 
-The world (nixld.world, kind "small") is built once into
+The world (nixld.demo, kind "small") is built once into
 `$XDG_CACHE_HOME/nixld-world` and reused; the demo's own HOME (its profile
 and per-binary entries) is wiped at each run, so every run tells the whole
 story: the binary fails as on NixOS, `explain` says why, `resolve --yes`
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from nixld import world as world_mod
+from nixld import demo as world_mod
 from nixld.text import safe
 
 BINARY = "jq"  # the chain: libjq.so.1, then libonig.so.5 once libjq is there
