@@ -18,6 +18,7 @@ import pytest
 
 from nixld import demo as w
 from tests.conftest import REPO, run_cli
+from tests.nixcache import NO_SANDBOX
 
 pytestmark = pytest.mark.slow
 
@@ -274,7 +275,8 @@ def test_fallback_builds_the_attribute_from_nixpkgs(world: w.World, world_env: d
         f"  args = [ \"-c\" \"/bin/mkdir -p $out/lib && "
         f"/bin/cp -L {real.lib_dir}/libz.so.1 $out/lib/\" ];\n"
         "}; }\n")
-    env = dict(world_env, NIX_INDEX_DATABASE=str(db), NIX_PATH=f"nixpkgs={nixpkgs}")
+    env = dict(world_env, NIX_INDEX_DATABASE=str(db), NIX_PATH=f"nixpkgs={nixpkgs}",
+               NIX_CONFIG=world_env["NIX_CONFIG"] + NO_SANDBOX)
     subprocess.run(["nix-store", "--realise", real.store_path], env=env, check=True,
                    capture_output=True)
     pigz = world.binaries["pigz"]
