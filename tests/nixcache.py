@@ -29,12 +29,13 @@ from pathlib import Path
 import pytest
 
 from nixld import nix, paths
+from nixld.demo.store import build_users_setting
 from tests.conftest import REPO, need_tool
 
 # The tests' derivations run the host's /bin/sh, which Nix's build sandbox
 # lacks. Where the sandbox cannot be set up Nix builds without it
 # (sandbox-fallback), so such a test passed or failed with the machine's
-# state: tests that build say so, always.
+# state (build users present or not): tests that build say so, always.
 NO_SANDBOX = "sandbox = false\n"
 
 _KEYS: list[tuple[Path, str]] = []
@@ -54,7 +55,8 @@ def nix_config(cache_dir: Path, extra: str = "") -> str:
     """Only this cache, its key trusted (as a real cache's is; signatures stay
     required)."""
     return (f"substituters = file://{cache_dir}\ntrusted-public-keys = {signing_key()[1]}\n"
-            f"narinfo-cache-negative-ttl = 0\n{NO_SANDBOX}{extra}")
+            f"narinfo-cache-negative-ttl = 0\n{NO_SANDBOX}"
+            f"{build_users_setting()}{extra}")
 
 
 @dataclass

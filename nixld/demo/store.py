@@ -60,6 +60,24 @@ def item_of(staged: Staged, store_path: str) -> StoreItem:
 # ------------------------------------------------------------ the store and the cache
 
 
+def build_users_setting() -> str:
+    """The world builds only trivial things (profile generations, the tests'
+    fallback builds): as root it does so as root. Root's Nix would build as
+    the `nixbld` group's users, which Debian's nix-bin alone (without
+    nix-setup-systemd) does not create (every build then fails), and which
+    two Nix stores on one machine share (each kills the build user's
+    processes before a build: the other store's builder dies of SIGKILL)."""
+    import grp
+
+    if os.geteuid() == 0:
+        return "build-users-group =\n"
+    try:
+        grp.getgrnam("nixbld")
+    except KeyError:
+        return "build-users-group =\n"
+    return ""
+
+
 def add_all(dirs: Sequence[Path]) -> list[str]:
     return [nix.add_to_store(d) for d in dirs]
 

@@ -28,6 +28,7 @@ from nixld.demo.store import (
     Staged,
     StoreItem,
     add_all,
+    build_users_setting,
     copy_to_cache,
     delete_unrooted,
     item_of,
@@ -80,7 +81,7 @@ class World:
     @property
     def nix_config(self) -> str:
         return (f"substituters = {self.substituter}\nrequire-sigs = false\n"
-                f"narinfo-cache-negative-ttl = 0\n{_build_users_setting()}")
+                f"narinfo-cache-negative-ttl = 0\n{build_users_setting()}")
 
     def item(self, store_name: str) -> StoreItem:
         """The store item whose name (after the hash) is `store_name`."""
@@ -115,20 +116,6 @@ class World:
             "NIX_INDEX_DATABASE": str(self.database_dir),
         })
         return env
-
-
-def _build_users_setting() -> str:
-    """Root's Nix builds as the `nixbld` group's users by default; Debian's
-    nix-bin alone (without nix-setup-systemd) creates no such group, and every
-    build (a profile generation too) then fails. The world builds only trivial
-    things, so there it builds as root instead."""
-    import grp
-
-    try:
-        grp.getgrnam("nixbld")
-    except KeyError:
-        return "build-users-group =\n"
-    return ""
 
 
 def world_home() -> Path:
