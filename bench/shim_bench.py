@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.shim_fixtures.world import (  # noqa: E402
+from tests.fixtures.shim.harness import (  # noqa: E402
     DEBIAN_LD,
     build_id_entry_text,
     compile_c,

@@ -17,8 +17,8 @@ import pytest
 
 from tests.fixtures.build import Fixtures, build_fixtures
 
-# The NixOS-like test world (tests/world_fixture.py), for every test module.
-from tests.world_fixture import world, world_env, world_home_dir  # noqa: F401
+# The NixOS-like test world (tests/fixtures/demo_world.py), for every test module.
+from tests.fixtures.demo_world import world, world_env, world_home_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

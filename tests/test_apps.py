@@ -17,10 +17,11 @@ import pytest
 from nixld import demo as world_mod
 from nixld.demo import store
 from nixld.errors import NixldError
-from tests import apps_world, schema_check
+from tests import apps_world
+from tests.cmd.test_explain import SCHEMA
 from tests.conftest import need, need_tool
-from tests.test_explain import SCHEMA
-from tests.world_fixture import WORLD_HOME
+from tests.fixtures import schema_check
+from tests.fixtures.demo_world import WORLD_HOME
 
 
 @pytest.fixture(scope="session")

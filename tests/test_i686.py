@@ -21,8 +21,8 @@ import pytest
 
 from nixld import i686, paths
 from nixld.database import FileEntry, Origin, StorePath, write_database
-from tests import schema_check
 from tests.conftest import REPO, need, need_root, need_tool, run_cli
+from tests.fixtures import schema_check
 
 pytestmark = pytest.mark.slow
 
@@ -248,7 +248,7 @@ exec env -i HOME="$HOME" PATH=/usr/bin:/bin "$@"
 def through_shim(program: Path, glibc: str, env: dict[str, str], *args: str,
                  stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run `program` (interpreter /lib/ld-linux.so.2) through the i686 shim."""
-    from tests.shim_fixtures.world import make_shim
+    from tests.fixtures.shim.harness import make_shim
 
     need_tool("make")
     need_tool("unshare")

@@ -24,9 +24,9 @@ from nixld.entries import Entry, Identity
 from nixld.fileid import sha256_of
 from nixld.package import Package
 from tests.conftest import REPO, need_tool, run_cli
-from tests.nixcache import NixCache
+from tests.fixtures.nix_cache import NixCache
 
-pytest_plugins = ("tests.nixcache",)  # the nix_cache fixture
+pytest_plugins = ("tests.fixtures.nix_cache",)  # the nix_cache fixture
 
 
 def rooted(store_path: str) -> bool:

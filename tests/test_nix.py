@@ -18,9 +18,9 @@ from nixld import demo as world_mod
 from nixld import nix
 from nixld.errors import NixError
 from tests.conftest import REPO, need_tool, run_cli
-from tests.nixcache import NixCache, nix_config, signing_key
+from tests.fixtures.nix_cache import NixCache, nix_config, signing_key
 
-pytest_plugins = ("tests.nixcache",)  # nix_cache, slow_cache, http_cache
+pytest_plugins = ("tests.fixtures.nix_cache",)  # nix_cache, slow_cache, http_cache
 
 # ---------------------------------------------------------------- pure parts
 

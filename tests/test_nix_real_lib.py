@@ -1,6 +1,6 @@
 """The NixOS and home-manager modules evaluated by the real nixpkgs `lib`
 (`lib.evalModules`, `lib.types`: ../shared/data/nixpkgs-lib-26.11.tar.gz,
-unpacked here), not only by the stand-in of tests/nix_stub. The options the
+unpacked here), not only by the stand-in of tests/fixtures/nix_stub. The options the
 modules set are declared as NixOS and home-manager declare them (only those);
 packages come from the stub pkgs. NIX_PATH is empty: nothing reaches nixpkgs.
 """
@@ -21,7 +21,7 @@ from tests.conftest import REPO, need, need_tool
 # ../shared beside the checkout (CI, /work/main), or beside a worktree's parent.
 LIB_TARBALL = next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared")
                     if p.is_dir()), REPO.parent / "shared") / "data" / "nixpkgs-lib-26.11.tar.gz"
-STUB_PKGS = REPO / "tests" / "nix_stub" / "pkgs.nix"
+STUB_PKGS = REPO / "tests" / "fixtures" / "nix_stub" / "pkgs.nix"
 
 # nixos/modules: config/system-path.nix, config/shells-environment.nix,
 # system/etc/etc.nix, config/ldso.nix, system/boot/systemd/tmpfiles.nix,

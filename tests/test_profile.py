@@ -17,9 +17,9 @@ import pytest
 from nixld import nix, paths, profile
 from nixld.errors import NixError, StateError
 from tests.conftest import REPO, need_tool
-from tests.nixcache import NixCache, private_store_argv, signing_key
+from tests.fixtures.nix_cache import NixCache, private_store_argv, signing_key
 
-pytest_plugins = ("tests.nixcache",)  # the nix_cache and slow_cache fixtures
+pytest_plugins = ("tests.fixtures.nix_cache",)  # the nix_cache and slow_cache fixtures
 
 
 def generations() -> list[Path]:

@@ -18,7 +18,7 @@ import pytest
 
 from nixld import demo as w
 from tests.conftest import REPO, run_cli
-from tests.nixcache import NO_SANDBOX
+from tests.fixtures.nix_cache import NO_SANDBOX
 
 pytestmark = pytest.mark.slow
 

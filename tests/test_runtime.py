@@ -14,9 +14,9 @@ import pexpect
 import pytest
 
 from nixld import demo as w
-from tests import schema_check
+from tests.cmd.test_explain import SCHEMA
 from tests.conftest import need_tool, run_cli
-from tests.test_explain import SCHEMA
+from tests.fixtures import schema_check
 
 NOTE_JSON = (
     '[{"feature":"bzip2","priority":"required","soname":["libbz2.so.1.0"]},'

@@ -28,7 +28,7 @@ from nixld.loader import resolve_closure
 from nixld.report import to_json
 from nixld.search import Search
 from tests.conftest import need, need_tool
-from tests.shim_fixtures.world import DEBIAN_LD, World, build_world, compile_c
+from tests.fixtures.shim.harness import DEBIAN_LD, World, build_world, compile_c
 
 DEBIAN_LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 EMPTY = "empty"  # a directory without libwho.so

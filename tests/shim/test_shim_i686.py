@@ -18,7 +18,7 @@ import pytest
 
 from nixld.elf import read_build_id
 from tests.conftest import need, need_root, need_tool
-from tests.shim_fixtures.world import (
+from tests.fixtures.shim.harness import (
     build_id_entry_text,
     compile_c,
     entry_text,

@@ -8,7 +8,7 @@ are typed as a terminal sends them: text, then a carriage return.
 The failures come from real ELF files and scripts (tests/test_handle.py
 builds them); here CI=true keeps the handler from asking, so it prints its
 line. The whole fail -> prompt -> answer -> next run flow, on the test world,
-is in tests/test_hooks_world.py, with `Session(..., interactive=True)`.
+is in tests/e2e/test_hooks_world.py, with `Session(..., interactive=True)`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from nixld.elf import read_build_id
 from tests.conftest import REPO, need, need_root, need_tool
-from tests.shim_fixtures.world import (
+from tests.fixtures.shim.harness import (
     World,
     build_id_entry_text,
     build_world,

@@ -1,7 +1,7 @@
 """The Nix files, checked with the real Nix but without nixpkgs.
 
 Every `.nix` file must parse. `default.nix` and both modules are evaluated
-with the stub `lib`/`pkgs` and the small module system in tests/nix_stub, and
+with the stub `lib`/`pkgs` and the small module system in tests/fixtures/nix_stub, and
 what they would configure is compared with the rest of the project: the entry
 file names and text with nixld.entries (the Python side of shim/FORMAT.md),
 the dependencies and the test marker with pyproject.toml, the config file with
@@ -28,7 +28,7 @@ from nixld import config as nixld_config
 from nixld import entries, paths
 from tests.conftest import REPO, need_root, need_tool
 
-STUB = REPO / "tests" / "nix_stub"
+STUB = REPO / "tests" / "fixtures" / "nix_stub"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SHELLS = ("bash", "zsh", "fish")
 
@@ -503,7 +503,7 @@ def test_home_manager_auto_accept_writes_the_config_file(xdg: Path) -> None:
 # ------------------------------------------------------------------ real builds
 #
 # nix/shim.nix and nix/package.nix as written, built by the real Nix with this
-# machine's compiler and Python standing in for nixpkgs' (tests/nix_stub/
+# machine's compiler and Python standing in for nixpkgs' (tests/fixtures/nix_stub/
 # host-pkgs.nix): the source filter, the Makefile, installPhase, the unit
 # tests as the build sandbox runs them, and postFixup's hooks.
 

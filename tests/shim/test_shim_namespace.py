@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import need_root, need_tool
-from tests.shim_fixtures.world import DEBIAN_LD, entry_text, make_shim, write_entry
+from tests.fixtures.shim.harness import DEBIAN_LD, entry_text, make_shim, write_entry
 
 DEBIAN_LIB = Path("/lib/x86_64-linux-gnu")
 CAT = Path("/usr/bin/cat")

@@ -17,7 +17,7 @@ import pytest
 
 from nixld import demo as world_mod
 from tests.conftest import need
-from tests.test_hooks_shells import SHELLS, Session, hook_lines
+from tests.e2e.test_hooks_shells import SHELLS, Session, hook_lines
 
 ASK = "Install and remember for this binary?"
 BZIP2_HELP = "bzip2, a block-sorting file compressor"

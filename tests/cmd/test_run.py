@@ -15,9 +15,9 @@ from nixld.fileid import sha256_of
 from nixld.package import Package
 from nixld.search import Search, nix_system
 from tests.conftest import need, need_tool, run_cli
-from tests.nixcache import NixCache, signing_key
+from tests.fixtures.nix_cache import NixCache, signing_key
 
-pytest_plugins = ("tests.nixcache",)  # the nix_cache fixture
+pytest_plugins = ("tests.fixtures.nix_cache",)  # the nix_cache fixture
 
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from nixld.database import FileEntry, Origin, StorePath, write_database
-from tests import schema_check
 from tests.conftest import REPO, run_cli
+from tests.fixtures import schema_check
 from tests.fixtures.build import Fixtures
 
 SCHEMA = json.loads((REPO / "nixld/schema/explain.schema.json").read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, need, need_tool
-from tests.shim_fixtures.world import FIXTURES, SHIM_DIR, fnv1a64
+from tests.fixtures.shim.harness import FIXTURES, SHIM_DIR, fnv1a64
 
 FORMAT = (SHIM_DIR / "FORMAT.md").read_text()
 EXAMPLE_DEV, EXAMPLE_INO, EXAMPLE_SIZE = 66305, 1234567, 845120

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_tool
-from tests.shim_fixtures.world import (
+from tests.fixtures.shim.harness import (
     build_id_entry_text,
     compile_c,
     entry_text,

@@ -1,0 +1,1 @@
+"""Tests of the commands (nixld/cmd/), run as a user runs them."""

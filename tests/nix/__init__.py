@@ -1,0 +1,1 @@
+"""Tests of the Nix expressions (nix/): the package, the shim and the modules."""

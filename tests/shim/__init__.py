@@ -1,0 +1,1 @@
+"""Tests of the C interpreter shim (shim/), built and run for real."""
