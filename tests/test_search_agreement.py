@@ -4,7 +4,7 @@ which directory, by which rule) and through the real shim (what really
 loaded: each `libwho.so` says which directory it is in), so the two cannot
 drift. A new search rule gets a row here.
 
-The shim is built by `make -C shim` with this world's system entries dir and
+The shim is built by `make -C shim` with this harness's system entries dir and
 default library path compiled in; the model is given the same two values.
 """
 
@@ -28,20 +28,20 @@ from nixld.loader import resolve_closure
 from nixld.report import to_json
 from nixld.search import Search
 from tests.conftest import need, need_tool
-from tests.fixtures.shim.harness import DEBIAN_LD, World, build_world, compile_c
+from tests.fixtures.shim.harness import DEBIAN_LD, ShimHarness, build_harness, compile_c
 
 DEBIAN_LIBC = Path("/lib/x86_64-linux-gnu/libc.so.6")
 EMPTY = "empty"  # a directory without libwho.so
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def harness() -> Iterator[ShimHarness]:
     need_tool("gcc")
     need_tool("make")
     need(DEBIAN_LD.exists() and DEBIAN_LIBC.exists(), "needs Debian's x86-64 glibc")
     root = Path(tempfile.mkdtemp(prefix="nixld-search-test-"))
     try:
-        w = build_world(root / "w")
+        w = build_harness(root / "w")
         # glibc's lib/ on NixOS holds libc next to the loader (the emulation's
         # last rule); the default library path gets a libwho of its own.
         shutil.copy(DEBIAN_LIBC, w.ld.parent / "libc.so.6")
@@ -58,8 +58,8 @@ def world() -> Iterator[World]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def lib_dir(world: World, name: str) -> Path:
-    return world.root / f"lib-{name}"
+def lib_dir(harness: ShimHarness, name: str) -> Path:
+    return harness.root / f"lib-{name}"
 
 
 @dataclass(frozen=True)
@@ -111,24 +111,24 @@ CASES = [
 
 
 @pytest.fixture
-def system_entries(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The model reads the dir and default compiled into this world's shim."""
-    monkeypatch.setattr(paths, "SYSTEM_ENTRIES_DIR", world.system_entries)
-    monkeypatch.setattr(paths, "NIX_LD_LIBRARY_PATH_DEFAULT", str(world.default_library_path))
-    yield world.system_entries
-    for f in world.system_entries.iterdir():
+def system_entries(harness: ShimHarness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The model reads the dir and default compiled into this harness's shim."""
+    monkeypatch.setattr(paths, "SYSTEM_ENTRIES_DIR", harness.system_entries)
+    monkeypatch.setattr(paths, "NIX_LD_LIBRARY_PATH_DEFAULT", str(harness.default_library_path))
+    yield harness.system_entries
+    for f in harness.system_entries.iterdir():
         f.unlink()
 
 
-def set_up(world: World, case: Case, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def set_up(harness: ShimHarness, case: Case, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the case's program with its entries, and the environment."""
     program = tmp_path / "bin" / case.program
     program.parent.mkdir()
-    shutil.copy2(world.program(case.program), program)
+    shutil.copy2(harness.program(case.program), program)
     real = os.path.realpath(program)
-    dirs = {name: str(lib_dir(world, name)) for name in
-            (*world.libs, "default", "rpath", EMPTY)}
-    env = world.env(XDG_STATE_HOME=str(tmp_path / "state"))
+    dirs = {name: str(lib_dir(harness, name)) for name in
+            (*harness.libs, "default", "rpath", EMPTY)}
+    env = harness.env(XDG_STATE_HOME=str(tmp_path / "state"))
     env.update({k: v.format(**dirs) for k, v in case.env.items()})
     if case.user is not None:
         identity = Identity.of_file(real)
@@ -138,7 +138,7 @@ def set_up(world: World, case: Case, tmp_path: Path) -> tuple[Path, dict[str, st
                             directory=tmp_path / "state" / "nixld" / "entries")
     if case.system is not None:
         entries.write_entry(Entry(real, None, tuple(dirs[d] for d in case.system)),
-                            directory=world.system_entries)
+                            directory=harness.system_entries)
     return program, env
 
 
@@ -149,9 +149,9 @@ def elf(path: Path) -> ElfInfo:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_model_and_shim_agree(world: World, case: Case, tmp_path: Path,
+def test_model_and_shim_agree(harness: ShimHarness, case: Case, tmp_path: Path,
                               system_entries: Path) -> None:
-    program, env = set_up(world, case, tmp_path)
+    program, env = set_up(harness, case, tmp_path)
     search = Search.for_binary(program, env, machine="EM_X86_64")
     closure = resolve_closure(elf(program), search)
     [who] = [n for n in closure.needed if n.soname == "libwho.so"]
@@ -159,7 +159,7 @@ def test_model_and_shim_agree(world: World, case: Case, tmp_path: Path,
         if who.path else None
     assert (predicted, who.via) == (case.expect, case.via)
 
-    r = world.run(program, env)
+    r = harness.run(program, env)
     if case.expect is None:
         assert r.returncode == 127 and "libwho.so" in r.stderr, r.stderr
     else:
@@ -180,7 +180,7 @@ int main(void) { printf("%d\n", one() + two()); return 0; }
 
 
 def test_explain_run_and_shim_agree_with_a_user_and_a_system_entry(
-        world: World, tmp_path: Path, system_entries: Path) -> None:
+        harness: ShimHarness, tmp_path: Path, system_entries: Path) -> None:
     """The system-wide entry gives libone, the per-user one libtwo: the shim and
     `run` start the binary, and explain says complete (it once read one entry)."""
     gcc = need_tool("gcc")
@@ -196,15 +196,15 @@ def test_explain_run_and_shim_agree_with_a_user_and_a_system_entry(
     program = tmp_path / "bin" / "one-two"
     program.parent.mkdir()
     subprocess.run([gcc, "-o", str(program), str(tmp_path / "main.c"),
-                    f"-Wl,--dynamic-linker={world.shim}", str(libs["one"] / "libone.so"),
+                    f"-Wl,--dynamic-linker={harness.shim}", str(libs["one"] / "libone.so"),
                     str(libs["two"] / "libtwo.so")], check=True)
     real = os.path.realpath(program)
-    env = world.env(XDG_STATE_HOME=str(tmp_path / "state"))
+    env = harness.env(XDG_STATE_HOME=str(tmp_path / "state"))
     entries.write_entry(Entry(real, Identity.of_file(real), (str(libs["two"]),)),
                         directory=tmp_path / "state" / "nixld" / "entries")
     entries.write_entry(Entry(real, None, (str(libs["one"]),)), directory=system_entries)
 
-    shim = world.run(program, env)
+    shim = harness.run(program, env)
     assert (shim.returncode, shim.stdout, shim.stderr) == (0, "3\n", "")
     plan = launch.prepare(str(program), [], env)
     run = subprocess.run(plan.argv, env=env, capture_output=True, text=True, check=False)

@@ -17,9 +17,9 @@ import pytest
 from nixld.elf import read_build_id
 from tests.conftest import REPO, need, need_root, need_tool
 from tests.fixtures.shim.harness import (
-    World,
+    ShimHarness,
+    build_harness,
     build_id_entry_text,
-    build_world,
     compile_c,
     entry_name,
     entry_text,
@@ -33,14 +33,14 @@ LOADER_ERROR = "error while loading shared libraries: libwho.so"
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def harness() -> Iterator[ShimHarness]:
     need_tool("gcc")
     need_tool("make")
     # Not under pytest's 0700 tmp dir: the setuid test runs fixtures as nobody.
     root = Path(tempfile.mkdtemp(prefix="nixld-shim-test-"))
     os.chmod(root, 0o755)
     try:
-        yield build_world(root / "w")
+        yield build_harness(root / "w")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -52,9 +52,9 @@ def state(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def system_entries(world: World) -> Iterator[Path]:
-    yield world.system_entries
-    for f in world.system_entries.iterdir():
+def system_entries(harness: ShimHarness) -> Iterator[Path]:
+    yield harness.system_entries
+    for f in harness.system_entries.iterdir():
         f.unlink()
 
 
@@ -75,29 +75,29 @@ def probe(stdout: str, key: str) -> str:
 
 # --- Starting programs ------------------------------------------------------
 
-def test_hello_runs_through_the_shim(world: World) -> None:
-    r = world.run("hello", world.env())
+def test_hello_runs_through_the_shim(harness: ShimHarness) -> None:
+    r = harness.run("hello", harness.env())
     assert (r.returncode, r.stdout, r.stderr) == (0, "hello\n", "")
-    assert world.shim.stat().st_size <= 64 * 1024
+    assert harness.shim.stat().st_size <= 64 * 1024
 
 
-def test_built_shim_is_small_and_needs_no_relocation(world: World) -> None:
-    out = subprocess.run(["readelf", "-rlW", str(world.shim)], capture_output=True,
+def test_built_shim_is_small_and_needs_no_relocation(harness: ShimHarness) -> None:
+    out = subprocess.run(["readelf", "-rlW", str(harness.shim)], capture_output=True,
                          text=True, check=True).stdout
     assert "R_X86_64" not in out
     assert "Requesting program interpreter" not in out
-    assert world.shim.stat().st_size <= 64 * 1024
+    assert harness.shim.stat().st_size <= 64 * 1024
 
 
-def test_program_sees_a_normal_start(world: World) -> None:
-    env = world.env(FOO="bar baz")
-    r = world.run("probe", env, ["one", "two words"])
+def test_program_sees_a_normal_start(harness: ShimHarness) -> None:
+    env = harness.env(FOO="bar baz")
+    r = harness.run("probe", env, ["one", "two words"])
     assert r.returncode == 0, r.stderr
-    program = str(world.program("probe"))
+    program = str(harness.program("probe"))
     assert probe(r.stdout, "exe") == program
     assert probe(r.stdout, "execfn") == program
     assert probe(r.stdout, "entry_is_start") == "1"  # AT_ENTRY put back
-    assert probe(r.stdout, "base") == str(world.ld)  # AT_BASE is the real loader
+    assert probe(r.stdout, "base") == str(harness.ld)  # AT_BASE is the real loader
     assert probe(r.stdout, "secure") == "0"
     assert probe(r.stdout, "fds") == "0 1 2"  # the shim's own fds are all closed
     assert [ln[4:] for ln in r.stdout.splitlines() if ln.startswith("arg ")] == [
@@ -111,34 +111,35 @@ def test_program_sees_a_normal_start(world: World) -> None:
     {"NIX_LD_LIBRARY_PATH_x86_64_linux": "/sys-lib", "NIX_LD_LIBRARY_PATH": "/nix-lib"},
     {"LD_LIBRARY_PATH": ""},
 ])
-def test_program_gets_its_environment_back(world: World, extra: dict[str, str]) -> None:
-    env = world.env(**extra)
-    r = world.run("probe", env)
+def test_program_gets_its_environment_back(harness: ShimHarness, extra: dict[str, str]) -> None:
+    env = harness.env(**extra)
+    r = harness.run("probe", env)
     assert r.returncode == 0, r.stderr
     assert env_lines(r.stdout) == [f"{k}={v}" for k, v in env.items()]
 
 
-def test_nothing_to_borrow_leaves_an_empty_library_path(world: World) -> None:
+def test_nothing_to_borrow_leaves_an_empty_library_path(harness: ShimHarness) -> None:
     # No LD_LIBRARY_PATH and no NIX_LD*: the shim grows the start block by one
     # slot, which the program then sees as an empty LD_LIBRARY_PATH (ignored
     # by glibc), as nix-ld does. The compiled-in default loader is used.
-    r = world.run("probe", {"A": "1"})
+    r = harness.run("probe", {"A": "1"})
     assert r.returncode == 0, r.stderr
     assert env_lines(r.stdout) == ["A=1", "LD_LIBRARY_PATH="]
     assert probe(r.stdout, "entry_is_start") == "1"
-    assert probe(r.stdout, "base") == str(world.ld)
-    r = world.run("probe", {})
+    assert probe(r.stdout, "base") == str(harness.ld)
+    r = harness.run("probe", {})
     assert env_lines(r.stdout) == ["LD_LIBRARY_PATH="]
 
 
-def test_the_shim_leaves_no_fd_open(world: World, state: Path, system_entries: Path) -> None:
+def test_the_shim_leaves_no_fd_open(harness: ShimHarness, state: Path,
+                                    system_entries: Path) -> None:
     """Its fds (the executable's, the entries', the loader's) are closed together
     when they are one run, one by one around an fd the program inherited."""
-    prog = world.program("probe")
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
-    env = world.env(XDG_STATE_HOME=str(state))
-    assert probe(world.run(prog, env).stdout, "fds") == "0 1 2"
+    prog = harness.program("probe")
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    write_entry(system_entries, prog, entry_text(prog, [harness.libs["sys"]], identity=False))
+    env = harness.env(XDG_STATE_HOME=str(state))
+    assert probe(harness.run(prog, env).stdout, "fds") == "0 1 2"
     for inherited in (3, 4, 5):
         # A shell opens the fd and execs the program with it (never in pytest's
         # own process, whose fds these may be).
@@ -150,45 +151,45 @@ def test_the_shim_leaves_no_fd_open(world: World, state: Path, system_entries: P
 
 # --- Where libraries come from ---------------------------------------------
 
-def test_library_found_only_through_a_user_entry(world: World, state: Path) -> None:
-    env = world.env(XDG_STATE_HOME=str(state))
-    r = world.run("use_who", env)
+def test_library_found_only_through_a_user_entry(harness: ShimHarness, state: Path) -> None:
+    env = harness.env(XDG_STATE_HOME=str(state))
+    r = harness.run("use_who", env)
     assert r.returncode == 127 and LOADER_ERROR in r.stderr
-    write_entry(user_entries(state), world.program("use_who"),
-                entry_text(world.program("use_who"), [world.libs["entry"]]))
-    r = world.run("use_who", env)
+    write_entry(user_entries(state), harness.program("use_who"),
+                entry_text(harness.program("use_who"), [harness.libs["entry"]]))
+    r = harness.run("use_who", env)
     assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
 
 
-def test_user_entry_found_under_home_without_xdg(world: World, tmp_path: Path) -> None:
+def test_user_entry_found_under_home_without_xdg(harness: ShimHarness, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    write_entry(home / ".local/state/nixld/entries", world.program("use_who"),
-                entry_text(world.program("use_who"), [world.libs["entry"]]))
-    r = world.run("use_who", world.env(HOME=str(home)))
+    write_entry(home / ".local/state/nixld/entries", harness.program("use_who"),
+                entry_text(harness.program("use_who"), [harness.libs["entry"]]))
+    r = harness.run("use_who", harness.env(HOME=str(home)))
     assert r.stdout == "who entry\n", r.stderr
     # A relative XDG_STATE_HOME does not count (FORMAT.md): HOME is used.
-    r = world.run("use_who", world.env(HOME=str(home), XDG_STATE_HOME="rel/state"))
+    r = harness.run("use_who", harness.env(HOME=str(home), XDG_STATE_HOME="rel/state"))
     assert r.stdout == "who entry\n", r.stderr
 
 
-def run_as(world: World, argv0: str, env: dict[str, str], cwd: Path
+def run_as(harness: ShimHarness, argv0: str, env: dict[str, str], cwd: Path
            ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([argv0], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=60, check=False)
 
 
 def test_entry_applies_however_the_program_is_named(
-        world: World, state: Path, tmp_path: Path) -> None:
+        harness: ShimHarness, state: Path, tmp_path: Path) -> None:
     """The key is the canonical path: found from AT_EXECFN when that is plain,
     else from /proc/self/exe (symlinks, `..`)."""
     real_dir = tmp_path / "real"
     real_dir.mkdir()
-    prog = copy_program(world, real_dir, "use_who")
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    prog = copy_program(harness, real_dir, "use_who")
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
     (tmp_path / "link").symlink_to(prog)
     (tmp_path / "linkdir").symlink_to(real_dir)
     (tmp_path / "sub").mkdir()
-    env = world.env(XDG_STATE_HOME=str(state))
+    env = harness.env(XDG_STATE_HOME=str(state))
     for argv0, cwd in [(str(prog), tmp_path), ("./use_who", real_dir),
                        ("././use_who", real_dir), ("real/use_who", tmp_path),
                        (str(tmp_path / "link"), tmp_path), ("./link", tmp_path),
@@ -197,104 +198,105 @@ def test_entry_applies_however_the_program_is_named(
                        (str(tmp_path / "sub/../real/use_who"), tmp_path),
                        (str(tmp_path) + "//real/use_who", tmp_path),
                        (str(prog).lstrip("/"), Path("/"))]:
-        r = run_as(world, argv0, env, cwd)
+        r = run_as(harness, argv0, env, cwd)
         assert (r.returncode, r.stdout) == (0, "who entry\n"), (argv0, r.stderr)
 
 
 def test_an_entry_under_the_name_executed_applies_when_its_identity_matches(
-        world: World, state: Path, tmp_path: Path) -> None:
+        harness: ShimHarness, state: Path, tmp_path: Path) -> None:
     """AT_EXECFN's own key is tried first (FORMAT.md): an entry recorded for
     that name applies when its identity is the file's (the same file); one
     whose identity is another file's sends the shim to the canonical path."""
-    prog = copy_program(world, tmp_path, "use_who")
+    prog = copy_program(harness, tmp_path, "use_who")
     link = tmp_path / "link"
     link.symlink_to(prog)
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    by_name = entry_text(prog, [world.libs["user"]]).replace(f"path {prog}\n", f"path {link}\n")
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    by_name = entry_text(prog, [harness.libs["user"]]).replace(f"path {prog}\n", f"path {link}\n")
     (user_entries(state) / entry_name_of(str(link))).write_text(by_name)
-    env = world.env(XDG_STATE_HOME=str(state))
-    assert world.run(link, env).stdout == "who user\n"
-    assert world.run(prog, env).stdout == "who entry\n"
+    env = harness.env(XDG_STATE_HOME=str(state))
+    assert harness.run(link, env).stdout == "who user\n"
+    assert harness.run(prog, env).stdout == "who entry\n"
     (tmp_path / "sub").mkdir()
-    other = copy_program(world, tmp_path / "sub", "hello")
-    stale = entry_text(other, [world.libs["user"]]).replace(f"path {other}\n", f"path {link}\n")
+    other = copy_program(harness, tmp_path / "sub", "hello")
+    stale = entry_text(other, [harness.libs["user"]]).replace(f"path {other}\n", f"path {link}\n")
     (user_entries(state) / entry_name_of(str(link))).write_text(stale)
-    assert world.run(link, env).stdout == "who entry\n"
+    assert harness.run(link, env).stdout == "who entry\n"
 
 
 def entry_name_of(path: str) -> str:
     return f"{fnv1a64(path.encode()):016x}.entry"
 
 
-def test_long_library_path(world: World, state: Path) -> None:
+def test_long_library_path(harness: ShimHarness, state: Path) -> None:
     """Long dirs (far past the shim's static buffer) before the real one; the
     entry file just under its 64 KiB limit."""
-    prog = world.program("use_who")
+    prog = harness.program("use_who")
     dirs = [f"/nonexistent/{i:02d}" + "x" * 4000 for i in range(15)]
-    write_entry(user_entries(state), prog, entry_text(prog, [*dirs, world.libs["entry"]]))
-    r = world.run(prog, world.env(XDG_STATE_HOME=str(state),
+    write_entry(user_entries(state), prog, entry_text(prog, [*dirs, harness.libs["entry"]]))
+    r = harness.run(prog, harness.env(XDG_STATE_HOME=str(state),
                                   LD_LIBRARY_PATH="/also/" + "y" * 3000))
     assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr[-500:]
 
 
-def test_library_found_only_through_nix_ld_library_path(world: World) -> None:
-    r = world.run("use_who", world.env(NIX_LD_LIBRARY_PATH=str(world.libs["nix"])))
+def test_library_found_only_through_nix_ld_library_path(harness: ShimHarness) -> None:
+    r = harness.run("use_who", harness.env(NIX_LD_LIBRARY_PATH=str(harness.libs["nix"])))
     assert (r.returncode, r.stdout) == (0, "who nix\n"), r.stderr
-    r = world.run("use_who", world.env(
-        NIX_LD_LIBRARY_PATH=str(world.libs["nix"]),
-        NIX_LD_LIBRARY_PATH_x86_64_linux=str(world.libs["nixsys"])))
+    r = harness.run("use_who", harness.env(
+        NIX_LD_LIBRARY_PATH=str(harness.libs["nix"]),
+        NIX_LD_LIBRARY_PATH_x86_64_linux=str(harness.libs["nixsys"])))
     assert r.stdout == "who nixsys\n", r.stderr
 
 
-def test_default_library_path_when_nix_ld_library_path_unset(world: World) -> None:
-    shutil.copy2(world.libs["nix"] / "libwho.so", world.default_library_path / "libwho.so")
+def test_default_library_path_when_nix_ld_library_path_unset(harness: ShimHarness) -> None:
+    shutil.copy2(harness.libs["nix"] / "libwho.so", harness.default_library_path / "libwho.so")
     try:
-        r = world.run("use_who", world.env(NIX_LD_LIBRARY_PATH=""))
+        r = harness.run("use_who", harness.env(NIX_LD_LIBRARY_PATH=""))
         assert r.stdout == "who nix\n", r.stderr
     finally:
-        (world.default_library_path / "libwho.so").unlink()
+        (harness.default_library_path / "libwho.so").unlink()
 
 
-def test_search_order(world: World, state: Path, system_entries: Path) -> None:
+def test_search_order(harness: ShimHarness, state: Path, system_entries: Path) -> None:
     """E_user : E_sys : $LD_LIBRARY_PATH : NIX_LD_LIBRARY_PATH, RUNPATH after."""
-    prog = world.program("use_who")
-    env = world.env(XDG_STATE_HOME=str(state), LD_LIBRARY_PATH=str(world.libs["user"]),
-                    NIX_LD_LIBRARY_PATH=str(world.libs["nix"]))
-    assert world.run(prog, env).stdout == "who user\n"
-    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
-    assert world.run(prog, env).stdout == "who sys\n"
-    write_entry(user_entries(state), prog, entry_text(prog, ["/nonexistent", world.libs["entry"]]))
-    assert world.run(prog, env).stdout == "who entry\n"
+    prog = harness.program("use_who")
+    env = harness.env(XDG_STATE_HOME=str(state), LD_LIBRARY_PATH=str(harness.libs["user"]),
+                    NIX_LD_LIBRARY_PATH=str(harness.libs["nix"]))
+    assert harness.run(prog, env).stdout == "who user\n"
+    write_entry(system_entries, prog, entry_text(prog, [harness.libs["sys"]], identity=False))
+    assert harness.run(prog, env).stdout == "who sys\n"
+    write_entry(user_entries(state), prog,
+                entry_text(prog, ["/nonexistent", harness.libs["entry"]]))
+    assert harness.run(prog, env).stdout == "who entry\n"
     # A binary's own DT_RUNPATH comes after the list, so the entry wins too.
-    runpath = world.program("use_who_runpath")
-    assert world.run(runpath, world.env()).stdout == "who runpath\n"
-    write_entry(user_entries(state), runpath, entry_text(runpath, [world.libs["entry"]]))
-    assert world.run(runpath, env).stdout == "who entry\n"
+    runpath = harness.program("use_who_runpath")
+    assert harness.run(runpath, harness.env()).stdout == "who runpath\n"
+    write_entry(user_entries(state), runpath, entry_text(runpath, [harness.libs["entry"]]))
+    assert harness.run(runpath, env).stdout == "who entry\n"
 
 
-def test_nix_ld_for_the_system_wins(world: World) -> None:
-    env = world.env(NIX_LD="/nonexistent/ld.so", NIX_LD_x86_64_linux=str(world.ld))
-    r = world.run("hello", env)
+def test_nix_ld_for_the_system_wins(harness: ShimHarness) -> None:
+    env = harness.env(NIX_LD="/nonexistent/ld.so", NIX_LD_x86_64_linux=str(harness.ld))
+    r = harness.run("hello", env)
     assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
 
 
 def test_dlopen_finds_entry_libraries_after_the_environment_is_restored(
-        world: World, state: Path) -> None:
-    prog = world.program("dlopen_who")
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    r = world.run(prog, world.env(XDG_STATE_HOME=str(state)))
+        harness: ShimHarness, state: Path) -> None:
+    prog = harness.program("dlopen_who")
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    r = harness.run(prog, harness.env(XDG_STATE_HOME=str(state)))
     assert r.stdout == "ld_library_path (unset)\nwho entry\n", r.stderr
 
 
 @pytest.mark.parametrize("ld_library_path", [None, "/mine"])
 def test_child_does_not_inherit_the_injected_path(
-        world: World, state: Path, ld_library_path: str | None) -> None:
-    prog = world.program("child")
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    env = world.env(XDG_STATE_HOME=str(state), NIX_LD_LIBRARY_PATH=str(world.libs["nix"]))
+        harness: ShimHarness, state: Path, ld_library_path: str | None) -> None:
+    prog = harness.program("child")
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    env = harness.env(XDG_STATE_HOME=str(state), NIX_LD_LIBRARY_PATH=str(harness.libs["nix"]))
     if ld_library_path:
         env["LD_LIBRARY_PATH"] = ld_library_path
-    r = world.run(prog, env)
+    r = harness.run(prog, env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == f"parent {ld_library_path or '(unset)'}"
@@ -306,47 +308,48 @@ def test_child_does_not_inherit_the_injected_path(
 
 # --- Entries that must not apply ----------------------------------------------
 
-def copy_program(world: World, tmp_path: Path, name: str) -> Path:
+def copy_program(harness: ShimHarness, tmp_path: Path, name: str) -> Path:
     prog = tmp_path / name
-    shutil.copy2(world.program(name), prog)
+    shutil.copy2(harness.program(name), prog)
     return prog
 
 
-def test_stale_entry_is_ignored(world: World, state: Path, tmp_path: Path) -> None:
-    prog = copy_program(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    assert world.run(prog, env).stdout == "who entry\n"
+def test_stale_entry_is_ignored(harness: ShimHarness, state: Path, tmp_path: Path) -> None:
+    prog = copy_program(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    assert harness.run(prog, env).stdout == "who entry\n"
     st = prog.stat()
     os.utime(prog, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # rebuilt: new mtime
-    r = world.run(prog, env)
+    r = harness.run(prog, env)
     assert r.returncode == 127 and LOADER_ERROR in r.stderr
     # Replaced by a same-sized copy: a new inode.
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    assert world.run(prog, env).stdout == "who entry\n"
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    assert harness.run(prog, env).stdout == "who entry\n"
     shutil.copy2(prog, tmp_path / "new")
     os.replace(tmp_path / "new", prog)
-    assert LOADER_ERROR in world.run(prog, env).stderr
+    assert LOADER_ERROR in harness.run(prog, env).stderr
 
 
 def test_user_entry_needs_identity_system_entry_does_not(
-        world: World, state: Path, system_entries: Path, tmp_path: Path) -> None:
-    prog = copy_program(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
+        harness: ShimHarness, state: Path, system_entries: Path, tmp_path: Path) -> None:
+    prog = copy_program(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
     write_entry(user_entries(state), prog,
-                entry_text(prog, [world.libs["entry"]], identity=False))
-    assert LOADER_ERROR in world.run(prog, env).stderr
-    write_entry(system_entries, prog, entry_text(prog, [world.libs["sys"]], identity=False))
-    assert world.run(prog, env).stdout == "who sys\n"
+                entry_text(prog, [harness.libs["entry"]], identity=False))
+    assert LOADER_ERROR in harness.run(prog, env).stderr
+    write_entry(system_entries, prog, entry_text(prog, [harness.libs["sys"]], identity=False))
+    assert harness.run(prog, env).stdout == "who sys\n"
 
 
-def test_entry_for_another_path_is_ignored(world: World, state: Path, tmp_path: Path) -> None:
+def test_entry_for_another_path_is_ignored(harness: ShimHarness, state: Path,
+                                           tmp_path: Path) -> None:
     # A hash collision: the file name matches but the `path` line does not.
-    prog = copy_program(world, tmp_path, "use_who")
-    text = entry_text(prog, [world.libs["entry"]]).replace(
+    prog = copy_program(harness, tmp_path, "use_who")
+    text = entry_text(prog, [harness.libs["entry"]]).replace(
         f"path {prog}\n", f"path {prog}x\n")
     write_entry(user_entries(state), prog, text)
-    assert LOADER_ERROR in world.run(prog, world.env(XDG_STATE_HOME=str(state))).stderr
+    assert LOADER_ERROR in harness.run(prog, harness.env(XDG_STATE_HOME=str(state))).stderr
 
 
 def corruptions(good: str) -> dict[str, bytes]:
@@ -374,112 +377,114 @@ def corruptions(good: str) -> dict[str, bytes]:
     }
 
 
-def test_corrupt_entries_are_ignored_whole(world: World, state: Path, tmp_path: Path) -> None:
-    prog = copy_program(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
-    good = entry_text(prog, [world.libs["entry"]], extra=["sha256 00", "package /nix/store/x"])
+def test_corrupt_entries_are_ignored_whole(harness: ShimHarness, state: Path,
+                                           tmp_path: Path) -> None:
+    prog = copy_program(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
+    good = entry_text(prog, [harness.libs["entry"]], extra=["sha256 00", "package /nix/store/x"])
     write_entry(user_entries(state), prog, good)
-    assert world.run(prog, env).stdout == "who entry\n"
+    assert harness.run(prog, env).stdout == "who entry\n"
     for name, data in corruptions(good).items():
         write_entry(user_entries(state), prog, data)
-        r = world.run(prog, env)
+        r = harness.run(prog, env)
         assert (r.returncode, r.stdout) == (127, ""), name
         assert LOADER_ERROR in r.stderr and "nixld-shim" not in r.stderr, name
 
 
 # --- Build-id entries ---------------------------------------------------------
 
-def moved_copy(world: World, tmp_path: Path, name: str, where: str = "new/dir") -> Path:
+def moved_copy(harness: ShimHarness, tmp_path: Path, name: str, where: str = "new/dir") -> Path:
     """A copy at a new path, as a launcher's update puts it: no path entry."""
     (tmp_path / where).mkdir(parents=True, exist_ok=True)
-    return copy_program(world, tmp_path / where, name)
+    return copy_program(harness, tmp_path / where, name)
 
 
 def test_copy_at_a_new_path_starts_through_its_build_id_entry(
-        world: World, state: Path, tmp_path: Path) -> None:
-    resolved = copy_program(world, tmp_path, "use_who")
+        harness: ShimHarness, state: Path, tmp_path: Path) -> None:
+    resolved = copy_program(harness, tmp_path, "use_who")
     write_build_id_entry(user_entries(state), resolved,
-                         build_id_entry_text(resolved, [world.libs["entry"]]))
-    copy = moved_copy(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
-    r = world.run(copy, env)
+                         build_id_entry_text(resolved, [harness.libs["entry"]]))
+    copy = moved_copy(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
+    r = harness.run(copy, env)
     assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
     # The same build-id rebuilt to another size: the entry does not apply.
     with copy.open("ab") as f:
         f.write(b"\0")
     assert read_build_id(copy) == read_build_id(resolved)
-    r = world.run(copy, env)
+    r = harness.run(copy, env)
     assert r.returncode == 127 and LOADER_ERROR in r.stderr
 
 
-def test_build_id_precedence(world: World, state: Path, system_entries: Path,
+def test_build_id_precedence(harness: ShimHarness, state: Path, system_entries: Path,
                              tmp_path: Path) -> None:
     """Per directory: the path entry, else the build-id entry; user before system."""
-    copy = moved_copy(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
-    write_build_id_entry(system_entries, copy, build_id_entry_text(copy, [world.libs["sys"]]))
-    assert world.run(copy, env).stdout == "who sys\n"
-    write_entry(system_entries, copy, entry_text(copy, [world.libs["nixsys"]], identity=False))
-    assert world.run(copy, env).stdout == "who nixsys\n"  # the system's path entry first
+    copy = moved_copy(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
+    write_build_id_entry(system_entries, copy, build_id_entry_text(copy, [harness.libs["sys"]]))
+    assert harness.run(copy, env).stdout == "who sys\n"
+    write_entry(system_entries, copy, entry_text(copy, [harness.libs["nixsys"]], identity=False))
+    assert harness.run(copy, env).stdout == "who nixsys\n"  # the system's path entry first
     write_build_id_entry(user_entries(state), copy,
-                         build_id_entry_text(copy, [world.libs["entry"]]))
-    assert world.run(copy, env).stdout == "who entry\n"  # E_user before E_sys
-    write_entry(user_entries(state), copy, entry_text(copy, [world.libs["user"]]))
-    assert world.run(copy, env).stdout == "who user\n"  # the user's path entry, not both
+                         build_id_entry_text(copy, [harness.libs["entry"]]))
+    assert harness.run(copy, env).stdout == "who entry\n"  # E_user before E_sys
+    write_entry(user_entries(state), copy, entry_text(copy, [harness.libs["user"]]))
+    assert harness.run(copy, env).stdout == "who user\n"  # the user's path entry, not both
     # A stale user path entry: the user's build-id entry applies again.
     st = copy.stat()
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    assert world.run(copy, env).stdout == "who entry\n"
+    assert harness.run(copy, env).stdout == "who entry\n"
 
 
-def test_entry_kinds_do_not_mix(world: World, state: Path, tmp_path: Path) -> None:
-    copy = moved_copy(world, tmp_path, "use_who")
-    env = world.env(XDG_STATE_HOME=str(state))
+def test_entry_kinds_do_not_mix(harness: ShimHarness, state: Path, tmp_path: Path) -> None:
+    copy = moved_copy(harness, tmp_path, "use_who")
+    env = harness.env(XDG_STATE_HOME=str(state))
     build_id = read_build_id(copy)
     # A build-id entry under the path's file name, and a path entry under the
     # build-id's file name: both ignored.
     write_entry(user_entries(state), copy,
-                build_id_entry_text(copy, [world.libs["entry"]], path=copy))
+                build_id_entry_text(copy, [harness.libs["entry"]], path=copy))
     (user_entries(state) / f"{build_id}.build-id").write_text(
-        entry_text(copy, [world.libs["entry"]]))
-    assert LOADER_ERROR in world.run(copy, env).stderr
+        entry_text(copy, [harness.libs["entry"]]))
+    assert LOADER_ERROR in harness.run(copy, env).stderr
     # Another build-id in the entry than in its file name: ignored.
-    text = build_id_entry_text(copy, [world.libs["entry"]])
+    text = build_id_entry_text(copy, [harness.libs["entry"]])
     assert build_id
     other = ("1" if build_id[0] == "0" else "0") + build_id[1:]
     (user_entries(state) / f"{build_id}.build-id").write_text(
         text.replace(f"build_id {build_id}", f"build_id {other}"))
-    assert LOADER_ERROR in world.run(copy, env).stderr
+    assert LOADER_ERROR in harness.run(copy, env).stderr
     (user_entries(state) / f"{build_id}.build-id").write_text(text)
-    assert world.run(copy, env).stdout == "who entry\n"
+    assert harness.run(copy, env).stdout == "who entry\n"
 
 
-def test_build_id_in_a_note_aligned_to_8(world: World, state: Path, tmp_path: Path) -> None:
-    prog = world.program("use_who_note8")
+def test_build_id_in_a_note_aligned_to_8(harness: ShimHarness, state: Path, tmp_path: Path) -> None:
+    prog = harness.program("use_who_note8")
     assert read_build_id(prog) == "8a112233445566778899aabbccddeeff00010203"
     write_build_id_entry(user_entries(state), prog,
-                         build_id_entry_text(prog, [world.libs["entry"]]))
-    copy = moved_copy(world, tmp_path, "use_who_note8")
-    r = world.run(copy, world.env(XDG_STATE_HOME=str(state)))
+                         build_id_entry_text(prog, [harness.libs["entry"]]))
+    copy = moved_copy(harness, tmp_path, "use_who_note8")
+    r = harness.run(copy, harness.env(XDG_STATE_HOME=str(state)))
     assert (r.returncode, r.stdout) == (0, "who entry\n"), r.stderr
 
 
-def test_no_build_id_means_path_entries_only(world: World, state: Path, tmp_path: Path) -> None:
-    prog = copy_program(world, tmp_path, "use_who_no_build_id")
+def test_no_build_id_means_path_entries_only(harness: ShimHarness, state: Path,
+                                             tmp_path: Path) -> None:
+    prog = copy_program(harness, tmp_path, "use_who_no_build_id")
     assert read_build_id(prog) is None
-    env = world.env(XDG_STATE_HOME=str(state))
-    assert LOADER_ERROR in world.run(prog, env).stderr
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
-    assert world.run(prog, env).stdout == "who entry\n"
+    env = harness.env(XDG_STATE_HOME=str(state))
+    assert LOADER_ERROR in harness.run(prog, env).stderr
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
+    assert harness.run(prog, env).stdout == "who entry\n"
 
 
 def test_build_id_child_does_not_inherit_the_injected_path(
-        world: World, state: Path, tmp_path: Path) -> None:
-    copy = moved_copy(world, tmp_path, "child")
+        harness: ShimHarness, state: Path, tmp_path: Path) -> None:
+    copy = moved_copy(harness, tmp_path, "child")
     write_build_id_entry(user_entries(state), copy,
-                         build_id_entry_text(copy, [world.libs["entry"]]))
-    env = world.env(XDG_STATE_HOME=str(state))
-    r = world.run(copy, env)
+                         build_id_entry_text(copy, [harness.libs["entry"]]))
+    env = harness.env(XDG_STATE_HOME=str(state))
+    r = harness.run(copy, env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "parent (unset)"
@@ -493,7 +498,7 @@ def test_build_id_child_does_not_inherit_the_injected_path(
 
 @pytest.mark.parametrize("loader", ["/nonexistent/ld.so", "/etc/passwd", "/etc", "aarch64",
                                     "loop"])
-def test_bad_loader_is_one_line_and_127(world: World, loader: str, tmp_path: Path) -> None:
+def test_bad_loader_is_one_line_and_127(harness: ShimHarness, loader: str, tmp_path: Path) -> None:
     if loader == "aarch64":
         loader = "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1"
         need(Path(loader).exists(), "needs libc6-arm64-cross")
@@ -501,7 +506,7 @@ def test_bad_loader_is_one_line_and_127(world: World, loader: str, tmp_path: Pat
         (tmp_path / "a").symlink_to(tmp_path / "b")
         (tmp_path / "b").symlink_to(tmp_path / "a")
         loader = str(tmp_path / "a")
-    r = world.run("hello", world.env(NIX_LD=loader))
+    r = harness.run("hello", harness.env(NIX_LD=loader))
     assert r.returncode == 127
     assert r.stdout == ""
     assert r.stderr.startswith("nixld-shim: ") and r.stderr.count("\n") == 1
@@ -521,30 +526,30 @@ def test_default_loader_missing(tmp_path: Path) -> None:
                        "No such file or directory\n"
 
 
-def test_run_directly(world: World) -> None:
-    r = subprocess.run([str(world.shim)], capture_output=True, text=True, check=False)
+def test_run_directly(harness: ShimHarness) -> None:
+    r = subprocess.run([str(harness.shim)], capture_output=True, text=True, check=False)
     assert r.returncode == 1 and r.stderr.startswith("usage: nixld-shim PROGRAM")
     # With a program: as running the real loader on it.
-    plain = world.root / "plain-hello"
+    plain = harness.root / "plain-hello"
     if not plain.exists():
         compile_c(plain, ["hello.c"])  # Debian's own loader as interpreter
-    r = subprocess.run([str(world.shim), str(plain)], env=world.env(), capture_output=True,
+    r = subprocess.run([str(harness.shim), str(plain)], env=harness.env(), capture_output=True,
                        text=True, check=False)
     assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
 
 
-def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
+def test_setuid_program_ignores_entries_and_environment(harness: ShimHarness) -> None:
     need_root()
     need_tool("setpriv")
-    d = world.root / "setuid"
+    d = harness.root / "setuid"
     d.mkdir(exist_ok=True)
     prog = d / "who"
-    shutil.copy2(world.program("use_who_runpath"), prog)
+    shutil.copy2(harness.program("use_who_runpath"), prog)
     os.chown(prog, 0, 0)
     state = d / "state"
-    write_entry(user_entries(state), prog, entry_text(prog, [world.libs["entry"]]))
+    write_entry(user_entries(state), prog, entry_text(prog, [harness.libs["entry"]]))
     write_build_id_entry(user_entries(state), prog,
-                         build_id_entry_text(prog, [world.libs["user"]]))
+                         build_id_entry_text(prog, [harness.libs["user"]]))
     for p in (state, user_entries(state).parent, user_entries(state)):
         os.chmod(p, 0o755)
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
@@ -554,11 +559,11 @@ def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
                               check=False, timeout=60)
 
     os.chmod(prog, 0o755)
-    env = world.env(XDG_STATE_HOME=str(state))
+    env = harness.env(XDG_STATE_HOME=str(state))
     assert run(env).stdout == "who entry\n"  # the same file, not setuid
     os.chmod(prog, 0o4755)  # chmod keeps dev/ino/size/mtime: the entry still matches
     r = run({**env, "NIX_LD": "/nonexistent/ld.so",
-             "LD_LIBRARY_PATH": str(world.libs["user"])})
+             "LD_LIBRARY_PATH": str(harness.libs["user"])})
     assert (r.returncode, r.stdout) == (0, "who runpath\n"), r.stderr
     (user_entries(state) / entry_name(prog)).unlink()  # the build-id entry alone: ignored too
     r = run({**env, "NIX_LD": "/nonexistent/ld.so"})
@@ -568,12 +573,12 @@ def test_setuid_program_ignores_entries_and_environment(world: World) -> None:
     os.chmod(prog, 0o4755)
     if os.path.exists("/proc/self/status"):
         probe_prog = d / "probe"
-        shutil.copy2(world.program("probe"), probe_prog)
+        shutil.copy2(harness.program("probe"), probe_prog)
         os.chmod(probe_prog, 0o4755)
         r = subprocess.run([*nobody, str(probe_prog)], env={"NIX_LD": "/nonexistent"},
                            capture_output=True, text=True, check=False)
         assert probe(r.stdout, "secure") == "1", r.stderr
-        assert probe(r.stdout, "base") == str(world.ld)  # the compiled-in default
+        assert probe(r.stdout, "base") == str(harness.ld)  # the compiled-in default
         assert env_lines(r.stdout) == ["NIX_LD=/nonexistent"]  # handed over unchanged
 
 

@@ -29,7 +29,7 @@ CROSS_LD = CROSS_LIB / "ld-linux-aarch64.so.1"
 
 
 @dataclass(frozen=True)
-class ArmWorld:
+class ArmHarness:
     root: Path
     shim: Path
     system_entries: Path
@@ -45,7 +45,7 @@ class ArmWorld:
 
 
 @pytest.fixture(scope="module")
-def arm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArmWorld]:
+def arm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArmHarness]:
     cc = need_tool("aarch64-linux-gnu-gcc")
     need_tool("qemu-aarch64")
     need(CROSS_LD.exists(), "needs libc6-arm64-cross (the aarch64 ld.so)")
@@ -60,22 +60,22 @@ def arm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArmWorld]:
     compile_c(root / "hello", ["hello.c"], cc=cc, flags=[interp])
     compile_c(root / "probe", ["probe.c"], cc=cc, flags=[interp])
     compile_c(root / "use_who", ["use_who.c"], cc=cc, flags=[interp, f"-L{lib}", "-lwho"])
-    yield ArmWorld(root=root, shim=shim, system_entries=system_entries, lib=lib)
+    yield ArmHarness(root=root, shim=shim, system_entries=system_entries, lib=lib)
 
 
-def test_aarch64_shim_is_small_and_static(arm: ArmWorld) -> None:
+def test_aarch64_shim_is_small_and_static(arm: ArmHarness) -> None:
     out = subprocess.run(["aarch64-linux-gnu-readelf", "-hrlW", str(arm.shim)],
                          capture_output=True, text=True, check=True).stdout
     assert "AArch64" in out and "R_AARCH64" not in out and "interpreter" not in out
     assert arm.shim.stat().st_size <= 64 * 1024
 
 
-def test_aarch64_hello(arm: ArmWorld) -> None:
+def test_aarch64_hello(arm: ArmHarness) -> None:
     r = arm.run("hello", arm.env())
     assert (r.returncode, r.stdout, r.stderr) == (0, "hello\n", "")
 
 
-def test_aarch64_normal_start_and_environment(arm: ArmWorld) -> None:
+def test_aarch64_normal_start_and_environment(arm: ArmHarness) -> None:
     env = arm.env(LD_LIBRARY_PATH="/mine")
     r = arm.run("probe", env)
     assert r.returncode == 0, r.stderr
@@ -88,7 +88,7 @@ def test_aarch64_normal_start_and_environment(arm: ArmWorld) -> None:
         f"{k}={v}" for k, v in env.items())
 
 
-def test_aarch64_system_entry(arm: ArmWorld) -> None:
+def test_aarch64_system_entry(arm: ArmHarness) -> None:
     r = arm.run("use_who", arm.env())
     assert r.returncode == 127 and "libwho.so" in r.stderr
     prog = arm.root / "use_who"
@@ -99,7 +99,7 @@ def test_aarch64_system_entry(arm: ArmWorld) -> None:
     entry.unlink()
 
 
-def test_aarch64_user_entry(arm: ArmWorld, tmp_path: Path) -> None:
+def test_aarch64_user_entry(arm: ArmHarness, tmp_path: Path) -> None:
     prog = arm.root / "use_who"
     state = tmp_path / "state"
     env = arm.env(XDG_STATE_HOME=str(state))
@@ -111,7 +111,7 @@ def test_aarch64_user_entry(arm: ArmWorld, tmp_path: Path) -> None:
     assert arm.run("use_who", env).returncode == 127
 
 
-def test_aarch64_build_id_entry(arm: ArmWorld, tmp_path: Path) -> None:
+def test_aarch64_build_id_entry(arm: ArmHarness, tmp_path: Path) -> None:
     """A copy at a new path: found by the build-id in its headers in memory."""
     copy = tmp_path / "new" / "use_who"
     copy.parent.mkdir()
@@ -130,7 +130,7 @@ def test_aarch64_build_id_entry(arm: ArmWorld, tmp_path: Path) -> None:
     assert r.returncode == 127 and "libwho.so" in r.stderr
 
 
-def test_aarch64_bad_loader(arm: ArmWorld) -> None:
+def test_aarch64_bad_loader(arm: ArmHarness) -> None:
     r = arm.run("hello", arm.env(NIX_LD="/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
     assert r.returncode == 127
     assert r.stderr.startswith("nixld-shim: bad loader ") and r.stderr.count("\n") == 1

@@ -32,7 +32,7 @@ LOADER_ERROR = "error while loading shared libraries: libwho.so"
 
 
 @dataclass(frozen=True)
-class World32:
+class Harness32:
     root: Path
     shim: Path
     ld: Path  # NIX_LD: a copy of the 32-bit ld.so, alone in its directory
@@ -60,7 +60,7 @@ def need_m32() -> None:
     need(os.path.isabs(probe), "needs gcc-12-multilib and libc6-dev-i386 (gcc -m32)")
 
 
-def build_world32(root: Path) -> World32:
+def build_harness32(root: Path) -> Harness32:
     (root / "ldso").mkdir(parents=True)
     ld = root / "ldso" / "ld-linux.so.2"
     shutil.copy2(I386_LD, ld)
@@ -79,18 +79,18 @@ def build_world32(root: Path) -> World32:
                                  ("child", ["child.c"], []),
                                  ("use_who", ["use_who.c"], [f"-L{libs['entry']}", "-lwho"])]:
         compile_c(root / "bin" / name, sources, flags=[*interp, *extra])
-    return World32(root=root, shim=shim, ld=ld, system_entries=system_entries, libs=libs)
+    return Harness32(root=root, shim=shim, ld=ld, system_entries=system_entries, libs=libs)
 
 
 @pytest.fixture(scope="module")
-def w32() -> Iterator[World32]:
+def w32() -> Iterator[Harness32]:
     need_m32()
     need_tool("make")
     # Not under pytest's 0700 tmp dir: the setuid test runs fixtures as nobody.
     root = Path(tempfile.mkdtemp(prefix="nixld-shim-i686-"))
     os.chmod(root, 0o755)
     try:
-        yield build_world32(root / "w")
+        yield build_harness32(root / "w")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -99,7 +99,7 @@ def lines_with(stdout: str, prefix: str) -> list[str]:
     return [line[len(prefix):] for line in stdout.splitlines() if line.startswith(prefix)]
 
 
-def test_i686_shim_is_small_static_and_32_bit(w32: World32) -> None:
+def test_i686_shim_is_small_static_and_32_bit(w32: Harness32) -> None:
     out = subprocess.run(["readelf", "-hrlW", str(w32.shim)], capture_output=True, text=True,
                          check=True).stdout
     assert "ELF32" in out and "Intel 80386" in out
@@ -107,7 +107,7 @@ def test_i686_shim_is_small_static_and_32_bit(w32: World32) -> None:
     assert w32.shim.stat().st_size <= 64 * 1024
 
 
-def test_i686_hello_and_the_loader_variables(w32: World32) -> None:
+def test_i686_hello_and_the_loader_variables(w32: Harness32) -> None:
     r = w32.run("hello", w32.env())
     assert (r.returncode, r.stdout, r.stderr) == (0, "hello\n", "")
     # NIX_LD_i686_linux over NIX_LD; NIX_LD alone works too (as nix-ld).
@@ -121,7 +121,7 @@ def test_i686_hello_and_the_loader_variables(w32: World32) -> None:
         "nixld-shim: cannot open loader /nonexistent/ld.so: No such file or directory\n")
 
 
-def test_i686_program_sees_a_normal_start(w32: World32) -> None:
+def test_i686_program_sees_a_normal_start(w32: Harness32) -> None:
     env = w32.env(LD_LIBRARY_PATH="/mine", FOO="bar baz")
     r = w32.run("probe", env)
     assert r.returncode == 0, r.stderr
@@ -137,7 +137,7 @@ def test_i686_program_sees_a_normal_start(w32: World32) -> None:
     assert lines_with(r.stdout, "entry_is_start ") == ["1"]
 
 
-def test_i686_library_only_through_an_entry(w32: World32, tmp_path: Path) -> None:
+def test_i686_library_only_through_an_entry(w32: Harness32, tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = w32.env(XDG_STATE_HOME=str(state))
     prog = w32.program("use_who")
@@ -157,7 +157,7 @@ def test_i686_library_only_through_an_entry(w32: World32, tmp_path: Path) -> Non
     assert r.stdout == "who nix\n", r.stderr
 
 
-def test_i686_build_id_entry_for_a_copy(w32: World32, tmp_path: Path) -> None:
+def test_i686_build_id_entry_for_a_copy(w32: Harness32, tmp_path: Path) -> None:
     state = tmp_path / "state"
     prog = w32.program("use_who")
     assert read_build_id(prog)
@@ -174,7 +174,7 @@ def test_i686_build_id_entry_for_a_copy(w32: World32, tmp_path: Path) -> None:
     assert LOADER_ERROR in w32.run(copy, env).stderr
 
 
-def test_i686_child_sees_the_original_environment(w32: World32, tmp_path: Path) -> None:
+def test_i686_child_sees_the_original_environment(w32: Harness32, tmp_path: Path) -> None:
     state = tmp_path / "state"
     prog = w32.program("child")
     write_entry(state / "nixld" / "entries", prog, entry_text(prog, [w32.libs["entry"]]))
@@ -189,7 +189,7 @@ def test_i686_child_sees_the_original_environment(w32: World32, tmp_path: Path) 
     assert child_env == env
 
 
-def test_i686_setuid_ignores_entries_and_environment(w32: World32) -> None:
+def test_i686_setuid_ignores_entries_and_environment(w32: Harness32) -> None:
     need_root()
     need_tool("setpriv")
     d = w32.root / "setuid"
@@ -226,7 +226,7 @@ XDG_STATE_HOME=/nonexistent "$PROGRAM" -dc <"$PACKED" 2>"$OUT/no-entry.err" \
 
 
 def test_i686_shim_as_the_system_loader_runs_a_real_debian_binary(
-        w32: World32, tmp_path: Path) -> None:
+        w32: Harness32, tmp_path: Path) -> None:
     """Debian's pigz:i386, lacking libz.so.1 here, unmodified: with the shim
     bind-mounted over /lib/ld-linux.so.2 in a private mount namespace, its
     per-user entry names the directory of zlib1g:i386's libz."""
