@@ -14,7 +14,7 @@ import pytest
 from nixld import demo as w
 from nixld import nix
 from nixld.database import read_database
-from nixld.demo import debian, nixos_loader, providers, store
+from nixld.demo import providers
 
 FOREIGN = [f.name for f in w.FOREIGN]
 FIXTURES = list(w.FIXTURE_WHY)
@@ -34,60 +34,6 @@ def run(cmd: list[str | Path], env: dict[str, str]) -> subprocess.CompletedProce
 
 def binary(world: w.World, name: str) -> Path:
     return world.binaries.get(name) or world.fixtures[name]
-
-
-# ------------------------------------------------------------ pure parts
-
-
-@pytest.mark.unit
-def test_patch_ld_so_keeps_lengths_and_drops_fhs_dirs() -> None:
-    block = b"\x01/lib/x86_64-linux-gnu/\0/usr/lib/x86_64-linux-gnu/\0/lib/\0/usr/lib/\0"
-    data = b"junk" + block + b"xx\0/etc/ld.so.cache\0" + block
-    link = "/tmp/nixld-ld-abcdefg"
-    patched = nixos_loader.patch_ld_so(data, link)
-    assert len(patched) == len(data)
-    assert patched.count(link.encode() + b"/\0") == 2
-    for fhs in (b"/lib/\0", b"/usr/lib/\0", b"/etc/ld.so.cache\0", b"x86_64-linux-gnu"):
-        assert fhs not in patched
-    # Every replaced string keeps its offset: the length table stays right.
-    assert [i for i, b in enumerate(patched) if b == 0] == [i for i, b in enumerate(data)
-                                                            if b == 0]
-
-
-@pytest.mark.unit
-def test_patch_ld_so_refuses_a_loader_it_does_not_know() -> None:
-    with pytest.raises(w.WorldError, match="system directories"):
-        nixos_loader.patch_ld_so(b"\0/etc/ld.so.cache\0", "/tmp/nixld-ld-abcdefg")
-
-
-@pytest.mark.unit
-@pytest.mark.parametrize(("deb", "version"), [
-    ("zlib1g_1%3a1.2.13.dfsg-1_amd64.deb", "1.2.13"),
-    ("libssl3_3.0.17-1~deb12u2_amd64.deb", "3.0.17"),
-    ("zstd_1.5.4+dfsg2-5_amd64.deb", "1.5.4"),
-    ("libgssapi-krb5-2_1.20.1-2+deb12u2_amd64.deb", "1.20.1"),
-])
-def test_deb_version_is_the_upstream_version(deb: str, version: str) -> None:
-    assert debian.deb_version(Path(deb)) == version
-
-
-@pytest.mark.unit
-def test_file_entries_in_nix_index_order(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    (root / "lib").mkdir(parents=True)
-    (root / "lib/libz.so.1.2.13").write_bytes(b"x" * 10)
-    (root / "lib/libz.so.1").symlink_to("libz.so.1.2.13")
-    (root / "bin").mkdir()
-    (root / "bin/tool").write_text("#!")
-    (root / "bin/tool").chmod(0o755)
-    assert store.file_entries(root) == [
-        (b"", "d", 2, None),
-        (b"/lib", "d", 2, None),
-        (b"/lib/libz.so.1.2.13", "r", 10, None),
-        (b"/lib/libz.so.1", "s", None, b"libz.so.1.2.13"),
-        (b"/bin", "d", 1, None),
-        (b"/bin/tool", "x", 2, None),
-    ]
 
 
 # ------------------------------------------------------------ the loader
@@ -310,43 +256,6 @@ def test_world_is_reused(world: w.World) -> None:
     assert time.monotonic() - start < 10
 
 
-# ------------------------------------------------------------ the demo
-
-
-def test_demo_tells_the_whole_story_and_is_idempotent(world: w.World) -> None:
-    import shutil
-
-    from tests.conftest import run_cli
-
-    home = world.root.parent
-    env = dict(os.environ, NIXLD_WORLD_HOME=str(home))
-    try:
-        first = run_cli("demo", env=env, timeout=300)
-        assert first.returncode == 0, first.stdout + first.stderr
-        out = first.stdout
-        assert "libjq.so.1: cannot open shared object file" in out
-        assert out.index("[exit status 127]") < out.index("$ nixld-hook explain")
-        assert "jq (lib)" in out  # the plan explain proposes
-        assert "installed jq, oniguruma" in first.stderr  # the chain, in two rounds
-        assert out.rstrip().splitlines()[-1].startswith("Run `nixld-hook demo` again")
-        assert "jq-1.6\n[exit status 0]" in out
-        # The shell chain: bash with the hook, the shim at /lib64.
-        chain = out.split("bash with the hook", 1)[1]
-        assert chain.index("demo$ ./jq --version\n") < chain.index(
-            "libjq.so.1: cannot open shared object file") < chain.index(
-            "Install and remember for this binary?") < chain.index("run `./jq --version` now?")
-        last = chain.split("# the next plain run: through the shim, no prompt\n", 1)[1]
-        assert last.startswith("jq-1.6\ndemo$ "), last
-        assert "The plain ./jq started through the shim" in last
-        second = run_cli("demo", env=env, timeout=300)
-        assert second.returncode == 0, second.stderr
-        assert "world (reused)" in second.stdout
-        assert "[exit status 127]" in second.stdout  # the story starts afresh
-    finally:
-        shutil.rmtree(home / "demo-home", ignore_errors=True)
-        shutil.rmtree(home / "demo-shell-home", ignore_errors=True)
-
-
 # ------------------------------------------------------------ after resolution
 
 
@@ -423,13 +332,3 @@ def test_dlopen_tool_runs_after_resolve_with(world: w.World,
     done = run_cli("run", tool, env=world_env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("dlopen-tool: ok zlib")
-
-
-def test_demo_in_an_unusable_place_says_so_in_one_line() -> None:
-    from tests.conftest import need_tool, run_cli
-
-    need_tool("nix-store")
-    res = run_cli("demo", env=dict(os.environ, NIXLD_WORLD_HOME="/proc/nixld-no-such-dir"))
-    assert res.returncode == 1
-    assert res.stderr == ("nixld-hook: error: cannot build the test world in "
-                          "/proc/nixld-no-such-dir: No such file or directory\n")
