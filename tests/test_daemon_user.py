@@ -30,7 +30,7 @@ from tests.daemon_user import (
     daemon_user,
     trusted_cache_url,
 )
-from tests.e2e.test_hooks_shells import USER_RC
+from tests.fixtures.shell_session import USER_RC
 
 __all__ = ["daemon_site", "daemon_user"]  # fixtures, used by name
 pytestmark = pytest.mark.slow

@@ -10,102 +10,16 @@ it fail (exit 127). The builders are shared with the hook tests.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, need_tool, run_cli
-
-HOST_LOADER = "/lib64/ld-linux-x86-64.so.2"
-MISSING_INTERPRETER = "/nonexistent-nixld-test/ld-linux-x86-64.so.2"
-
-
-@dataclass(frozen=True)
-class Broken:
-    """Fixtures for the failures the hooks catch, all in one directory."""
-
-    dir: Path
-    bad_interp: Path  # ELF whose PT_INTERP does not exist
-    needs_lib: Path  # ELF needing libnixldfix.so.1, which its loader cannot find
-    needs_version: Path  # ELF needing NIXLDFIX_2 from a libnixldver.so.1 that has only _1
-    bad_script: Path  # `#!` names a missing interpreter
-    good_script: Path  # a healthy script that exits 127 by itself
-    path_dir: Path  # a directory for PATH holding `nixld-broken-tool` (bad interpreter)
-    loader: Path  # the copy of ld.so the needs_* binaries start with (their NIX_LD)
-
-    def env(self) -> dict[str, str]:
-        """What a shell on this "NixOS" would have: NIX_LD naming the real loader."""
-        env = dict(os.environ)
-        env["NIX_LD"] = str(self.loader)
-        env["PATH"] = f"{self.path_dir}:{env.get('PATH', '/usr/bin:/bin')}"
-        return env
-
-
-def _cc(out: Path, source: str, *flags: str) -> Path:
-    src = out.with_suffix(".c")
-    src.write_text(source)
-    subprocess.run(["gcc", "-o", str(out), str(src), *flags], check=True)
-    return out
-
-
-def build_broken(dest: Path) -> Broken:
-    """Compile the fixtures into `dest` (needs gcc and patchelf)."""
-    need_tool("gcc")
-    need_tool("patchelf")
-    dest.mkdir(parents=True, exist_ok=True)
-    build = dest / "build"
-    build.mkdir(exist_ok=True)
-    # A loader directory like the shim's real loader: ld.so with libc beside it
-    # (the loader's own directory is searched last), and nothing else.
-    lib = dest / "loader"
-    lib.mkdir(exist_ok=True)
-    loader = lib / "ld-linux-x86-64.so.2"
-    shutil.copy2(os.path.realpath(HOST_LOADER), loader)
-    for name in ("libc.so.6",):
-        shutil.copy2(os.path.realpath(f"/lib/x86_64-linux-gnu/{name}"), lib / name)
-
-    hello = "int main(void) { return 0; }\n"
-    bad = _cc(dest / "bad-interp", hello)
-    subprocess.run(["patchelf", "--set-interpreter", MISSING_INTERPRETER, str(bad)], check=True)
-    path_dir = dest / "pathbin"
-    path_dir.mkdir(exist_ok=True)
-    shutil.copy2(bad, path_dir / "nixld-broken-tool")
-
-    # libnixldfix.so.1 exists only in build/, which no loader searches.
-    _cc(build / "libnixldfix.so.1", "int fix(void) { return 0; }\n",
-        "-shared", "-fPIC", "-Wl,-soname,libnixldfix.so.1")
-    needs_lib = _cc(dest / "needs-lib", "int fix(void);\nint main(void) { return fix(); }\n",
-                    f"-L{build}", "-l:libnixldfix.so.1")
-    # libnixldver.so.1 beside the loader defines NIXLDFIX_1 only; the binary was
-    # linked against a build that also had NIXLDFIX_2.
-    v1 = build / "v1.map"
-    v1.write_text("NIXLDFIX_1 { global: ver1; local: *; };\n")
-    v2 = build / "v2.map"
-    v2.write_text("NIXLDFIX_1 { global: ver1; local: *; };\n"
-                  "NIXLDFIX_2 { global: ver2; } NIXLDFIX_1;\n")
-    _cc(build / "libnixldver.so.1", "int ver1(void) { return 0; }\nint ver2(void) { return 0; }\n",
-        "-shared", "-fPIC", "-Wl,-soname,libnixldver.so.1", f"-Wl,--version-script={v2}")
-    needs_version = _cc(dest / "needs-version",
-                        "int ver2(void);\nint main(void) { return ver2(); }\n",
-                        f"-L{build}", "-l:libnixldver.so.1", f"-Wl,-rpath,{lib}")
-    _cc(lib / "libnixldver.so.1", "int ver1(void) { return 0; }\n",
-        "-shared", "-fPIC", "-Wl,-soname,libnixldver.so.1", f"-Wl,--version-script={v1}")
-    for binary in (needs_lib, needs_version):
-        subprocess.run(["patchelf", "--set-interpreter", str(loader), str(binary)], check=True)
-
-    bad_script = dest / "bad-script"
-    bad_script.write_text("#!/nonexistent-nixld-test/bin/sh\necho hi\n")
-    good_script = dest / "good-script"
-    good_script.write_text("#!/bin/sh\nexit 127\n")
-    for script in (bad_script, good_script):
-        script.chmod(0o755)
-    return Broken(dest, bad, needs_lib, needs_version, bad_script, good_script, path_dir, loader)
+from tests.fixtures.broken import MISSING_INTERPRETER, Broken, build_broken
 
 
 @pytest.fixture(scope="module")

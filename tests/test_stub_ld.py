@@ -25,8 +25,8 @@ import pytest
 from nixld import demo as world_mod
 from nixld import nix
 from tests.conftest import REPO, need_root, need_tool, run_cli
-from tests.e2e.test_hooks_shells import USER_RC, tool_dir
 from tests.fixtures.build import build_stub_ld
+from tests.fixtures.shell_session import USER_RC, tool_dir
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ prompt that counts, so every prompt is told apart), and the block that the
 real `nixld-hook install` adds; `nixld-hook` on PATH is this checkout. Lines
 are typed as a terminal sends them: text, then a carriage return.
 
-The failures come from real ELF files and scripts (tests/test_handle.py
+The failures come from real ELF files and scripts (tests/fixtures/broken.py
 builds them); here CI=true keeps the handler from asking, so it prints its
 line. The whole fail -> prompt -> answer -> next run flow, on the test world,
-is in tests/e2e/test_hooks_world.py, with `Session(..., interactive=True)`.
+is in tests/e2e/test_hooks_world.py, with `ShellSetup(interactive=True)`.
 """
 
 from __future__ import annotations
@@ -22,26 +22,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pexpect
 import pytest
 
 from nixld import shell as shell_mod
-from tests.conftest import REPO, need_tool, run_cli
-from tests.test_handle import MISSING_INTERPRETER, Broken, build_broken
-
-SHELLS = ("bash", "zsh", "fish")
-TIMEOUT = 30
-
-# The user's own start-up file, before install adds its block: a prompt that
-# counts (no fork), and nothing else of note.
-USER_RC = {
-    "bash": "PS1='P$((++__c))> '\n",
-    "zsh": "setopt promptsubst\nunsetopt promptsp\nPS1='P$((++__c))> '\n",
-    "fish": ("set -g fish_greeting\nset -g __c 0\n"
-             "function fish_prompt; set -g __c (math $__c + 1); echo -n \"P$__c> \"; end\n"),
-}
-SUBSHELL_127 = {"bash": "(exit 127)", "zsh": "(exit 127)", "fish": "sh -c 'exit 127'"}
-STATUS = {"bash": "echo st=$?", "zsh": "echo st=$?", "fish": "echo st=$status"}
+from tests.conftest import REPO, need_tool
+from tests.fixtures.broken import MISSING_INTERPRETER, Broken, build_broken
+from tests.fixtures.shell_session import (
+    SHELLS,
+    SUBSHELL_127,
+    TIMEOUT,
+    Session,
+    ShellSetup,
+    hook_lines,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,98 +42,12 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Broken:
     return build_broken(tmp_path_factory.mktemp("broken"))
 
 
-def tool_dir(root: Path) -> Path:
-    """A `nixld-hook` on PATH that runs this checkout."""
-    bindir = root / "toolbin"
-    bindir.mkdir(exist_ok=True)
-    tool = bindir / "nixld-hook"
-    # Each call is logged (to NIXLD_TEST_CALLS), so tests can tell when it ran.
-    tool.write_text("#!/bin/sh\n"
-                    "printf '%s\\n' \"$1\" >> \"${NIXLD_TEST_CALLS:-/dev/null}\"\n"
-                    f"exec {sys.executable} -m nixld \"$@\"\n")
-    tool.chmod(0o755)
-    return bindir
-
-
-class Session:
-    """One interactive shell with the hook installed as a user would."""
-
-    def __init__(self, sh: str, root: Path, broken: Broken | None, *,
-                 user_rc: str | None = None, interactive: bool = False,
-                 env: dict[str, str] | None = None, install: bool = True,
-                 path_dirs: tuple[str, ...] = ()) -> None:
-        """`env` (e.g. the test world's) overrides the defaults; `interactive`
-        lets the handler ask (CI unset), as for a person at the terminal."""
-        need_tool(sh)
-        self.sh = sh
-        self.home = root / "home"
-        self.home.mkdir(parents=True, exist_ok=True)
-        path = [str(tool_dir(root)), *path_dirs] + ([str(broken.path_dir)] if broken else [])
-        self.env = {
-            "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(self.home / ".config"),
-            "XDG_STATE_HOME": str(self.home / ".local/state"),
-            "XDG_CACHE_HOME": str(self.home / ".cache"),
-            "XDG_DATA_HOME": str(self.home / ".local/share"),
-            "ZDOTDIR": str(self.home),
-            "PYTHONPATH": str(REPO),
-            "TERM": "dumb",
-            "LANG": "C.UTF-8",
-            "NIXLD_TEST_CALLS": str(root / "calls"),
-            **({"NIX_LD": str(broken.loader)} if broken else {}),
-            **(env or {}),
-            "PATH": ":".join([*path, "/usr/bin", "/bin"]),
-            # Without a person at the terminal (CI=true), nobody is asked.
-            "CI": "" if interactive else "true",
-        }
-        rc = self.user_rc_file()
-        rc.parent.mkdir(parents=True, exist_ok=True)
-        rc.write_text(USER_RC[sh] + (user_rc or ""))
-        if install:
-            result = run_cli("install", "--shell", sh, env=self.env)
-            assert result.returncode == 0, result.stderr
-        argv = {"bash": ["--noprofile", "--rcfile", str(self.home / ".bashrc"), "-i"],
-                "zsh": ["-d", "-i"], "fish": ["-i"]}[sh]
-        self.child = pexpect.spawn(sh, argv, env=self.env, cwd=str(self.home),
-                                   encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 200))
-        self.calls = root / "calls"
-        self.calls.unlink(missing_ok=True)  # install's own call is not the shell's
-        self.prompt_no = 1
-        self.child.expect_exact("P1> ")
-
-    def user_rc_file(self) -> Path:
-        if self.sh == "fish":
-            return self.home / ".config" / "fish" / "config.fish"
-        return self.home / (".bashrc" if self.sh == "bash" else ".zshrc")
-
-    def run(self, line: str) -> str:
-        """Type `line` and Enter; return what appeared before the next prompt."""
-        self.child.send(line + "\r")
-        self.prompt_no += 1
-        self.child.expect_exact(f"P{self.prompt_no}> ")
-        return str(self.child.before)
-
-    def status(self) -> int:
-        out = self.run(STATUS[self.sh])
-        found = re.findall(r"st=(\d+)", out)
-        assert found, out
-        return int(found[-1])
-
-    def close(self) -> None:
-        self.child.sendeof()
-        self.child.close(force=True)
-
-
 @pytest.fixture
 def session(request: pytest.FixtureRequest, tmp_path: Path,
             broken: Broken) -> Iterator[Session]:
-    s = Session(request.param, tmp_path, broken)
+    s = Session(request.param, tmp_path, ShellSetup(broken=broken))
     yield s
     s.close()
-
-
-def hook_lines(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.startswith("nixld-hook:")]
 
 
 all_shells = pytest.mark.parametrize("session", SHELLS, indirect=True)
@@ -224,7 +131,7 @@ def test_bash_prompt_command_kept_and_not_doubled(tmp_path: Path, broken: Broken
     user = ("user_hook() { __u=$((${__u:-0}+1)); }\n"
             + ("PROMPT_COMMAND=(user_hook)\n" if form == "array"
                else "PROMPT_COMMAND='user_hook'\n"))
-    s = Session("bash", tmp_path, broken, user_rc=user)
+    s = Session("bash", tmp_path, ShellSetup(broken=broken, user_rc=user))
     try:
         hook = shell_mod.hook_file("bash")
         s.run(f". {hook}")
@@ -243,7 +150,7 @@ def test_bash_prompt_command_kept_and_not_doubled(tmp_path: Path, broken: Broken
 
 
 def test_bash_user_int_trap_restored(tmp_path: Path, broken: Broken) -> None:
-    s = Session("bash", tmp_path, broken, user_rc="trap 'echo user-int' INT\n")
+    s = Session("bash", tmp_path, ShellSetup(broken=broken, user_rc="trap 'echo user-int' INT\n"))
     try:
         assert len(hook_lines(s.run(str(broken.bad_interp)))) == 1
         assert "trap -- 'echo user-int' SIGINT" in s.run("trap -p INT")
@@ -255,7 +162,7 @@ def test_zsh_other_hooks_and_previous_not_found_handler_kept(tmp_path: Path,
                                                              broken: Broken) -> None:
     user = ("user_precmd() { __u=$(( ${__u:-0} + 1 )) }\nprecmd_functions+=(user_precmd)\n"
             "command_not_found_handler() { print -r -- \"user-cnf $1\"; return 127 }\n")
-    s = Session("zsh", tmp_path, broken, user_rc=user)
+    s = Session("zsh", tmp_path, ShellSetup(broken=broken, user_rc=user))
     try:
         s.run(f". {shell_mod.hook_file('zsh')}")
         out = s.run("print -r -- ${(j: :)precmd_functions}")
@@ -276,7 +183,7 @@ def test_zsh_other_hooks_and_previous_not_found_handler_kept(tmp_path: Path,
 
 def test_fish_other_event_handlers_kept(tmp_path: Path, broken: Broken) -> None:
     user = "function user_post --on-event fish_postexec; echo \"user-post $status\"; end\n"
-    s = Session("fish", tmp_path, broken, user_rc=user)
+    s = Session("fish", tmp_path, ShellSetup(broken=broken, user_rc=user))
     try:
         out = s.run(str(broken.bad_interp))
         assert "user-post 127" in out

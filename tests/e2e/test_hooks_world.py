@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nixld import demo as world_mod
 from tests.conftest import need
-from tests.e2e.test_hooks_shells import SHELLS, Session, hook_lines
+from tests.fixtures.shell_session import SHELLS, Session, ShellSetup, hook_lines
 
 ASK = "Install and remember for this binary?"
 BZIP2_HELP = "bzip2, a block-sorting file compressor"
@@ -34,13 +35,13 @@ def sh(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def open_session(sh: str, tmp_path: Path, world_env: dict[str, str], *,
-                 interactive: bool = True, env: dict[str, str] | None = None,
-                 path_dirs: tuple[str, ...] = ()) -> Session:
+def open_session(sh: str, tmp_path: Path, world_env: dict[str, str],
+                 setup: ShellSetup | None = None) -> Session:
+    """A session on the world; interactive unless `setup` says otherwise."""
+    setup = setup or ShellSetup(interactive=True)
     keep = ("NIX_LD", "NIX_LD_LIBRARY_PATH", "NIX_CONFIG", "NIX_INDEX_DATABASE")
     world = {k: world_env[k] for k in keep}
-    return Session(sh, tmp_path, None, interactive=interactive, env={**world, **(env or {})},
-                   path_dirs=path_dirs)
+    return Session(sh, tmp_path, replace(setup, env={**world, **setup.env}))
 
 
 def fail_and_ask(s: Session, line: str) -> str:
@@ -102,7 +103,8 @@ def test_path_name_in_an_and_list(sh: str, tmp_path: Path, world: world_mod.Worl
     # `bzip2` found on PATH (the shimmed copy comes first), after a cd and a
     # command that worked: the handler finds the file as the shell did.
     tool = shimmed(world)
-    s = open_session(sh, tmp_path, world_env, path_dirs=(str(tool.parent),))
+    s = open_session(sh, tmp_path, world_env,
+                     ShellSetup(interactive=True, path_dirs=(str(tool.parent),)))
     try:
         joiner = "; and" if sh == "fish" else " &&"
         fail_and_ask(s, f"cd /{joiner} true{joiner} bzip2 --help")
@@ -184,7 +186,8 @@ def test_auto_accept_from_environment_reruns_when_opted_in(
     config = tmp_path / "home" / ".config" / "nixld" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text("rerun = true\n")
-    s = open_session(sh, tmp_path, world_env, env={"NIXLD_AUTO_ACCEPT": "1"})
+    s = open_session(sh, tmp_path, world_env,
+                     ShellSetup(interactive=True, env={"NIXLD_AUTO_ACCEPT": "1"}))
     try:
         out = s.run(f"{tool} --help")
         assert ASK not in out
@@ -234,7 +237,7 @@ def test_ctrl_c_at_the_prompt_leaves_nothing(sh: str, tmp_path: Path, world: wor
 def test_without_a_terminal_one_line(sh: str, tmp_path: Path, world: world_mod.World,
                                      world_env: dict[str, str]) -> None:
     tool = shimmed(world)
-    s = open_session(sh, tmp_path, world_env, interactive=False)  # CI=true
+    s = open_session(sh, tmp_path, world_env, ShellSetup())  # CI=true
     try:
         out = s.run(f"{tool} --help")
         assert hook_lines(out) == [
@@ -271,7 +274,9 @@ def test_a_library_lacking_a_symbol_version(sh: str, tmp_path: Path, world: worl
     old = next(i for i in world.items if i.role == "old-version")
     subprocess.run(["nix-store", "--realise", old.store_path], env=world_env, check=True,
                    capture_output=True)
-    s = open_session(sh, tmp_path, world_env, env={"NIX_LD_LIBRARY_PATH": old.lib_dir})
+    s = open_session(
+        sh, tmp_path, world_env,
+        ShellSetup(interactive=True, env={"NIX_LD_LIBRARY_PATH": old.lib_dir}))
     try:
         before = fail_and_ask(s, str(tool))
         assert "version `FOO_1.2' not found" in before
