@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ from tests.fixtures.build import Fixtures, build_fixtures
 
 # The NixOS-like test world (tests/fixtures/demo_world.py), for every test module.
 from tests.fixtures.demo_world import world, world_env, world_home_dir  # noqa: F401
+
+# Every test: no gc root left behind (tests/fixtures/gc_roots.py).
+from tests.fixtures.gc_roots import (  # noqa: F401
+    drop_profile_links,
+    no_new_gc_roots,
+    no_new_gc_roots_at_the_end,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -45,8 +53,9 @@ def need_root() -> None:
 
 
 @pytest.fixture
-def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Isolate HOME and every XDG dir under tmp_path."""
+def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Isolate HOME and every XDG dir under tmp_path; the profiles made there
+    are dropped afterwards."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -58,7 +67,8 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.delenv("NIX_INDEX_DATABASE", raising=False)
-    return home
+    yield home
+    drop_profile_links(tmp_path)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,
