@@ -24,6 +24,7 @@ python3Packages.buildPythonApplication {
     pytestCheckHook
     pexpect
     hypothesis
+    pytest-randomly
   ];
 
   # The other tests need root, Nix, a compiler or downloads, none of which
