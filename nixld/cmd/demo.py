@@ -131,18 +131,18 @@ LACKING = ("libjq.so", "libonig.so")
 
 def shell_chain(world: world_mod.World, home: Path, binary: str) -> bool:
     """A real bash with the hook, behind the shim at /lib64: fail, prompt, run."""
-    from nixld import demo_shell
+    from nixld.demo import shell_chain as chain_mod
 
     say()
     say("Now as on NixOS with the shim enabled: the shim at /lib64 (in a private mount "
         "namespace), bash with the hook, a fresh HOME.")
-    reason = demo_shell.unavailable_reason()
+    reason = chain_mod.unavailable_reason()
     if reason is not None:
         say(f"(skipped: {reason})")
         return True
     chain_home = home / CHAIN_HOME
     chain_home.mkdir(parents=True, exist_ok=True)
-    ok = demo_shell.chain(world.env(chain_home), chain_home, Path(binary).parent, LACKING)
+    ok = chain_mod.chain(world.env(chain_home), chain_home, Path(binary).parent, LACKING)
     say()
     say("The plain ./jq started through the shim, which read the entry the prompt wrote."
         if ok else "The last plain ./jq did not start: see above.")

@@ -32,6 +32,10 @@ from typing import Final
 from nixld.errors import NixldError
 from nixld.text import safe
 
+# The nixld package (this file is in its demo/): the shim's sources ship
+# beside it as nixld/shim, or sit beside it in a checkout.
+PACKAGE_DIR: Final = Path(__file__).resolve().parents[1]
+
 PROMPT: Final = "demo$ "
 ASK: Final = "Install and remember for this binary?"
 RUN_NOW: Final = "now? [Y/n]"
@@ -67,7 +71,7 @@ def unavailable_reason() -> str | None:
 
 def shim_source() -> Path | None:
     """The shim's C sources: packaged with nixld, or beside it in a checkout."""
-    here = Path(__file__).resolve().parent
+    here = PACKAGE_DIR
     for candidate in (here / "shim", here.parent / "shim"):
         if (candidate / "Makefile").is_file() and (candidate / "nixld-shim.c").is_file():
             return candidate
@@ -191,7 +195,7 @@ def _tool_wrapper(home: Path) -> Path:
     bindir = home / "bin"
     bindir.mkdir(exist_ok=True)
     tool = bindir / "nixld-hook"
-    package_parent = Path(__file__).resolve().parent.parent
+    package_parent = PACKAGE_DIR.parent
     tool.write_text("#!/bin/sh\n"
                     f"PYTHONPATH={shlex.quote(str(package_parent))}"
                     '${PYTHONPATH:+:$PYTHONPATH} '
