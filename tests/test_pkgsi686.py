@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from nixld import pkgsi686
@@ -10,10 +12,11 @@ from nixld.rank import Candidate, Choice
 pytestmark = pytest.mark.unit
 
 
-def cand(attr: str, output: str = "out", *, n: int = 1, toplevel: bool = True,
-         soname: str = "libX11.so.6", dropped: bool = False) -> Candidate:
-    return Candidate(soname, attr, output, f"/nix/store/{str(n) * 32}-{attr}", toplevel,
-                     "x86_64-linux", f"lib/{soname}", 0, (), dropped)
+def cand(attr: str, output: str = "out", *, n: int = 1,
+         soname: str = "libX11.so.6") -> Candidate:
+    """A top-level candidate of store path number `n`; `replace` changes the rest."""
+    return Candidate(soname, attr, output, f"/nix/store/{str(n) * 32}-{attr}", True,
+                     "x86_64-linux", f"lib/{soname}", 0, ())
 
 
 @pytest.mark.parametrize(("attr", "mapped"), [
@@ -54,10 +57,10 @@ def test_chosen_first_then_ranked_order_and_unmappable_owners_explained() -> Non
     attribute and output is tried once; dropped candidates are not tried."""
     a = cand("libX11", n=1)
     b = cand("xorg.libX11", n=2)
-    inner = cand("libX11-internal", n=3, toplevel=False)
+    inner = replace(cand("libX11-internal", n=3), toplevel=False)
     cross = cand("pkgsCross.gnu32.xorg.libX11", n=4)
     again = cand("xorg.libX11", n=5)  # another store path of the same attribute
-    gone = cand("libX11-old", n=6, dropped=True)
+    gone = replace(cand("libX11-old", n=6), dropped=True)
     got = pkgsi686.map_choice(Choice("libX11.so.6", [a, b, inner, cross, again, gone], b))
     assert [m.attr for m in got.tries] == ["pkgsi686Linux.xorg.libX11", "pkgsi686Linux.libX11"]
     assert got.tries[1].why == "next candidate (rank 2 in the 64-bit database)"
