@@ -86,26 +86,34 @@ def real_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lib
 
 
-def evaluate(lib: Path, module: str, user: str, select: str, *, with_ldso: bool = True,
-             system: str = "x86_64-linux", check: bool = True) -> Any:
-    """`lib.evalModules` of the declarations, `module` and the user's module list."""
-    need_tool("nix-instantiate")
+def expression(lib: Path, module: str, user: str, select: str, *,
+               with_ldso: bool = True) -> str:
+    """`lib.evalModules` of the declarations, `module` and the user's module
+    list, then `select` of it."""
     declarations = (NIXOS_DECLARATIONS.replace("WITH_LDSO", str(with_ldso).lower())
                     if module == "nixos" else HM_DECLARATIONS)
     file = "nixos-module.nix" if module == "nixos" else "home-manager-module.nix"
-    expr = f"""let
+    return f"""let
       lib = import {lib};
-      pkgs = import {STUB_PKGS} {{ inherit lib; system = "{system}"; }};
+      pkgs = import {STUB_PKGS} {{ inherit lib; system = "x86_64-linux"; }};
       eval = lib.evalModules {{ modules = [ ({declarations}) {REPO}/nix/{file}
         {{ _module.args.pkgs = pkgs; }} ] ++ {user}; }};
       inherit (eval) config options;
       failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions or [ ]);
     in {select}"""
-    proc = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
+
+
+def instantiate(expr: str) -> subprocess.CompletedProcess[str]:
+    need_tool("nix-instantiate")
+    return subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr],
                           env={"NIX_PATH": "", "PATH": "/usr/bin:/bin"}, capture_output=True,
                           text=True, timeout=300, check=False)
-    if not check:
-        return proc
+
+
+def evaluate(lib: Path, module: str, user: str, select: str, *,
+             with_ldso: bool = True) -> Any:
+    """The value of `select` (see `expression`), which must evaluate."""
+    proc = instantiate(expression(lib, module, user, select, with_ldso=with_ldso))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -143,12 +151,12 @@ def test_real_lib_binaries32_and_a_wrong_definition(real_lib: Path) -> None:
     text = got["etc"][f"nixld/entries/{entries.key_for(game)}.entry"]["text"]
     parsed = entries.parse_entry(text.encode())
     assert parsed is not None and parsed.dirs == (f"{got['z']}/lib",)
-    wrong = evaluate(real_lib, "nixos", "[ { programs.nixld.enable = true;"
-                     ' programs.nixld.enable32Bit = "yes"; } ]',
-                     "config.programs.nixld.enable32Bit", check=False)
+    wrong = instantiate(expression(real_lib, "nixos", "[ { programs.nixld.enable = true;"
+                                   ' programs.nixld.enable32Bit = "yes"; } ]',
+                                   "config.programs.nixld.enable32Bit"))
     assert wrong.returncode != 0 and "is not of type `boolean'" in wrong.stderr
-    typo = evaluate(real_lib, "nixos", "[ { programs.nixld.binaries31 = { }; } ]",
-                    "config.programs.nixld.enable", check=False)
+    typo = instantiate(expression(real_lib, "nixos", "[ { programs.nixld.binaries31 = { }; } ]",
+                                  "config.programs.nixld.enable"))
     assert typo.returncode != 0 and "programs.nixld.binaries31' does not exist" in typo.stderr
 
 
