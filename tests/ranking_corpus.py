@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nixld.database import FileEntry, Origin, StorePath
 
@@ -51,10 +51,17 @@ class Package:
     has_bin: bool = False
 
 
-def P(attrs: str, name: str, sonames: str, pc: str = "", *, output: str = "out",
-      links: tuple[tuple[str, str], ...] = (), has_bin: bool = False) -> Package:
+def P(attrs: str, name: str, sonames: str, pc: str = "", *,
+      links: tuple[tuple[str, str], ...] = ()) -> Package:
+    """A package; a store name ending in -lib is the `lib` output, as in nixpkgs."""
+    output = "lib" if name.endswith("-lib") else "out"
     return Package(tuple(attrs.split()), name, tuple(sonames.split()), tuple(pc.split()),
-                   output, links, has_bin)
+                   output, links)
+
+
+def with_bin(package: Package) -> Package:
+    """The package has a bin/ too (an application as well as a library)."""
+    return replace(package, has_bin=True)
 
 
 PACKAGES: tuple[Package, ...] = (
@@ -68,17 +75,17 @@ PACKAGES: tuple[Package, ...] = (
     P("xz", "xz-5.6.2", "liblzma.so.5", "liblzma"),
     P("bzip2", "bzip2-1.0.8", "libbz2.so.1", "bzip2"),
     P("gcc-unwrapped stdenv.cc.cc", "gcc-13.3.0-lib",
-      "libstdc++.so.6 libgcc_s.so.1 libgomp.so.1 libatomic.so.1 libquadmath.so.0",
-      output="lib"),
-    P("ncurses ncurses6", "ncurses-6.4", "libncursesw.so.6 libtinfo.so.6 libformw.so.6 "
-      "libmenuw.so.6 libpanelw.so.6 libncurses.so.6", "ncursesw formw menuw panelw",
-      links=(("libtinfo.so.6", "libncursesw.so.6"), ("libncurses.so.6", "libncursesw.so.6")),
-      has_bin=True),
-    P("systemd systemdLibs systemdMinimal", "systemd-256.2", "libsystemd.so.0 libudev.so.1",
-      "libsystemd libudev", has_bin=True),
+      "libstdc++.so.6 libgcc_s.so.1 libgomp.so.1 libatomic.so.1 libquadmath.so.0"),
+    with_bin(P("ncurses ncurses6", "ncurses-6.4",
+               "libncursesw.so.6 libtinfo.so.6 libformw.so.6 "
+               "libmenuw.so.6 libpanelw.so.6 libncurses.so.6", "ncursesw formw menuw panelw",
+               links=(("libtinfo.so.6", "libncursesw.so.6"),
+                      ("libncurses.so.6", "libncursesw.so.6")))),
+    with_bin(P("systemd systemdLibs systemdMinimal", "systemd-256.2",
+               "libsystemd.so.0 libudev.so.1", "libsystemd libudev")),
     P("util-linux", "util-linux-2.40.2-lib",
       "libuuid.so.1 libblkid.so.1 libmount.so.1 libfdisk.so.1 libsmartcols.so.1",
-      "uuid blkid mount fdisk smartcols", output="lib"),
+      "uuid blkid mount fdisk smartcols"),
     P("libGL libglvnd", "libglvnd-1.7.0",
       "libGL.so.1 libGLX.so.0 libEGL.so.1 libGLdispatch.so.0 libOpenGL.so.0 libGLESv2.so.2",
       "gl glx egl opengl libglvnd glesv2"),
@@ -128,15 +135,14 @@ PACKAGES: tuple[Package, ...] = (
     P("gdk-pixbuf", "gdk-pixbuf-2.42.12", "libgdk_pixbuf-2.0.so.0", "gdk-pixbuf-2.0"),
     P("at-spi2-core", "at-spi2-core-2.52.0",
       "libatk-1.0.so.0 libatk-bridge-2.0.so.0 libatspi.so.0", "atk atk-bridge-2.0 atspi-2"),
-    P("fontconfig", "fontconfig-2.15.0-lib", "libfontconfig.so.1", "fontconfig",
-      output="lib"),
+    P("fontconfig", "fontconfig-2.15.0-lib", "libfontconfig.so.1", "fontconfig"),
     P("freetype", "freetype-2.13.2", "libfreetype.so.6", "freetype2"),
     P("harfbuzz", "harfbuzz-9.0.0", "libharfbuzz.so.0 libharfbuzz-subset.so.0",
       "harfbuzz harfbuzz-subset"),
     P("libjpeg libjpeg_turbo", "libjpeg-turbo-3.0.3", "libjpeg.so.8 libturbojpeg.so.0",
       "libjpeg libturbojpeg"),
     P("libxml2", "libxml2-2.12.7", "libxml2.so.2", "libxml-2.0"),
-    P("dbus", "dbus-1.14.10-lib", "libdbus-1.so.3", "dbus-1", output="lib"),
+    P("dbus", "dbus-1.14.10-lib", "libdbus-1.so.3", "dbus-1"),
     P("alsa-lib", "alsa-lib-1.2.12", "libasound.so.2", "alsa"),
     P("libpulseaudio", "pulseaudio-17.0", "libpulse.so.0 libpulse-simple.so.0",
       "libpulse libpulse-simple"),
@@ -153,12 +159,12 @@ PACKAGES: tuple[Package, ...] = (
     P("libidn2", "libidn2-2.3.7", "libidn2.so.0", "libidn2"),
     P("krb5", "krb5-1.21.3-lib",
       "libkrb5.so.3 libgssapi_krb5.so.2 libk5crypto.so.3 libkrb5support.so.0 libcom_err.so.3",
-      "krb5 krb5-gssapi mit-krb5", output="lib"),
+      "krb5 krb5-gssapi mit-krb5"),
     P("libssh2", "libssh2-1.11.0", "libssh2.so.1", "libssh2"),
     P("libssh", "libssh-0.10.6", "libssh.so.4", "libssh"),
-    P("nghttp2", "nghttp2-1.62.1-lib", "libnghttp2.so.14", "libnghttp2", output="lib"),
+    P("nghttp2", "nghttp2-1.62.1-lib", "libnghttp2.so.14", "libnghttp2"),
     P("brotli", "brotli-1.1.0-lib", "libbrotlicommon.so.1 libbrotlidec.so.1 libbrotlienc.so.1",
-      "libbrotlicommon libbrotlidec libbrotlienc", output="lib"),
+      "libbrotlicommon libbrotlidec libbrotlienc"),
     P("libwebp", "libwebp-1.4.0", "libwebp.so.7 libsharpyuv.so.0", "libwebp libsharpyuv"),
     P("libtiff", "libtiff-4.6.0", "libtiff.so.6", "libtiff-4"),
     P("libuv", "libuv-1.48.0", "libuv.so.1", "libuv"),
@@ -167,36 +173,35 @@ PACKAGES: tuple[Package, ...] = (
     P("libselinux", "libselinux-3.6", "libselinux.so.1", "libselinux"),
     P("acl", "acl-2.3.2", "libacl.so.1", "libacl"),
     P("attr", "attr-2.5.2", "libattr.so.1", "libattr"),
-    P("libcap", "libcap-2.70-lib", "libcap.so.2", "libcap", output="lib"),
-    P("libgcrypt", "libgcrypt-1.10.3-lib", "libgcrypt.so.20", "libgcrypt", output="lib"),
+    P("libcap", "libcap-2.70-lib", "libcap.so.2", "libcap"),
+    P("libgcrypt", "libgcrypt-1.10.3-lib", "libgcrypt.so.20", "libgcrypt"),
     P("libgpg-error", "libgpg-error-1.50", "libgpg-error.so.0", "gpg-error"),
-    P("e2fsprogs", "e2fsprogs-1.47.1", "libcom_err.so.2 libext2fs.so.2 libe2p.so.2",
-      "com_err ext2fs e2p", has_bin=True),
+    with_bin(P("e2fsprogs", "e2fsprogs-1.47.1", "libcom_err.so.2 libext2fs.so.2 libe2p.so.2",
+               "com_err ext2fs e2p")),
     P("wayland kdePackages.wayland", "wayland-1.23.0",
       "libwayland-client.so.0 libwayland-server.so.0 libwayland-cursor.so.0 "
       "libwayland-egl.so.1", "wayland-client wayland-server wayland-cursor wayland-egl"),
     P("vulkan-loader", "vulkan-loader-1.3.283.0", "libvulkan.so.1", "vulkan"),
     P("libsodium", "libsodium-1.0.20", "libsodium.so.26", "libsodium"),
     P("libxcrypt", "libxcrypt-4.4.36", "libcrypt.so.2", "libcrypt libxcrypt"),
-    P("keyutils", "keyutils-1.6.3-lib", "libkeyutils.so.1", "libkeyutils", output="lib"),
+    P("keyutils", "keyutils-1.6.3-lib", "libkeyutils.so.1", "libkeyutils"),
     P("libunistring", "libunistring-1.2", "libunistring.so.5"),
     P("libtasn1", "libtasn1-4.19.0", "libtasn1.so.6", "libtasn1"),
     P("p11-kit", "p11-kit-0.25.5", "libp11-kit.so.0", "p11-kit-1"),
     P("SDL2", "SDL2-2.30.5", "libSDL2-2.0.so.0", "sdl2"),
     P("ffmpeg", "ffmpeg-7.0.1-lib",
       "libavcodec.so.61 libavformat.so.61 libavutil.so.59 libswscale.so.8 libswresample.so.5",
-      "libavcodec libavformat libavutil libswscale libswresample", output="lib"),
+      "libavcodec libavformat libavutil libswscale libswresample"),
     P("libva", "libva-2.22.0", "libva.so.2 libva-drm.so.2", "libva libva-drm"),
     P("libnotify", "libnotify-0.8.3", "libnotify.so.4", "libnotify"),
     P("libsecret", "libsecret-0.21.4", "libsecret-1.so.0", "libsecret-1"),
     P("libusb1", "libusb-1.0.27", "libusb-1.0.so.0", "libusb-1.0"),
-    P("python3 python312", "python3-3.12.4", "libpython3.12.so.1.0", "python-3.12",
-      has_bin=True),
-    P("libarchive", "libarchive-3.7.4-lib", "libarchive.so.13", "libarchive", output="lib"),
-    P("lz4", "lz4-1.9.4-lib", "liblz4.so.1", "liblz4", output="lib"),
+    with_bin(P("python3 python312", "python3-3.12.4", "libpython3.12.so.1.0", "python-3.12")),
+    P("libarchive", "libarchive-3.7.4-lib", "libarchive.so.13", "libarchive"),
+    P("lz4", "lz4-1.9.4-lib", "liblz4.so.1", "liblz4"),
     P("libbsd", "libbsd-0.12.2", "libbsd.so.0", "libbsd"),
     P("readline", "readline-8.2p10", "libreadline.so.8 libhistory.so.8", "readline"),
-    P("gdbm", "gdbm-1.24-lib", "libgdbm.so.6", output="lib"),
+    P("gdbm", "gdbm-1.24-lib", "libgdbm.so.6"),
 )
 
 # Applications that ship copies of libraries directly in their lib/.
