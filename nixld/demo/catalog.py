@@ -87,6 +87,18 @@ FHS_LEAVES_OUT = ("libncursesw.so", "libkeyutils.so")  # name prefixes
 BUNDLED_BY_APP = ("libz.so.1", "libssl.so.3", "libcrypto.so.3", "libstdc++.so.6")
 # Only a non-top-level store path provides this soname (nothing else has it).
 ONLY_NON_TOPLEVEL = "keyutils"
+# More traps of the ranking (issue 11): applications and a `-bin` package each
+# shipping 3 to 10 copies of the providers' libraries (drawn with TRAP_SEED),
+# alias attributes (the provider's store path listed again under each),
+# non-top-level copies of providers, and a `dev` output with pkg-config files
+# for some providers (none for the others).
+TRAP_SEED = 11
+BUNDLING_APPS = ("slack-4.41.97", "discord-0.0.76", "obsidian-1.7.7", "firefox-bin-133.0")
+ALIASES = {"openssl": ("openssl_3",), "ncurses": ("ncurses6",),
+           "gcc-unwrapped": ("stdenv.cc.cc",), "zstd": ("zstd_1_5",)}
+NON_TOPLEVEL_COPIES = ("openssl", "zstd")
+DEV_OUTPUTS = {"openssl": ("openssl", "libssl", "libcrypto"), "curl": ("libcurl",),
+               "ncurses": ("ncursesw", "formw", "menuw"), "libidn2": ("libidn2",)}
 
 
 def selected(kind: Kind) -> tuple[list[Foreign], list[Provider]]:

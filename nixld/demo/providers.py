@@ -5,12 +5,23 @@ copy, an older soname lacking a symbol version."""
 
 from __future__ import annotations
 
+import random
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nixld import elf
-from nixld.demo.catalog import BUNDLED_BY_APP, FHS_LEAVES_OUT, ONLY_NON_TOPLEVEL, Provider
+from nixld.demo.catalog import (
+    BUNDLED_BY_APP,
+    BUNDLING_APPS,
+    DEV_OUTPUTS,
+    FHS_LEAVES_OUT,
+    NON_TOPLEVEL_COPIES,
+    ONLY_NON_TOPLEVEL,
+    TRAP_SEED,
+    Provider,
+)
 from nixld.demo.debian import copy_lib, deb_version, extract_deb, multiarch_libs
 from nixld.demo.store import Staged
 
@@ -89,6 +100,66 @@ def _non_toplevel_zlib(traps: _TrapStore, providers: Sequence[Staged],
     return [Staged(dup.parent, "zlib", "out", False, "non-toplevel")]
 
 
+def _bundling_apps(traps: _TrapStore, libs: Mapping[str, Path]) -> list[Staged]:
+    """Applications (one a `-bin` package) shipping 3 to 10 copies of the
+    providers' libraries in lib/, with bin/ and some with share/applications/,
+    opt/ or a library of their own: each looks like the best single provider
+    of whatever it copies."""
+    rng = random.Random(TRAP_SEED)
+    pool = sorted(n for n in libs if re.search(r"\.so\.\d+$", n)
+                  and not n.startswith(FHS_LEAVES_OUT))
+    out: list[Staged] = []
+    for i, name in enumerate(BUNDLING_APPS):
+        lib = traps.lib(name)
+        copies = rng.sample(pool, min(len(pool), rng.randint(3, 10)))
+        for soname in copies:
+            shutil.copyfile(libs[soname].resolve(), lib / soname)
+        pname = name.rsplit("-", 1)[0]
+        if i % 2:
+            shutil.copyfile(libs[copies[0]].resolve(), lib / f"lib{pname.replace('-', '')}.so")
+        extras = [f"bin/{pname}", *([f"share/applications/{pname}.desktop"] if i % 2 == 0 else []),
+                  *([f"opt/{pname}/resources.pak"] if i % 3 == 0 else [])]
+        for extra in extras:
+            (lib.parent / extra).parent.mkdir(parents=True, exist_ok=True)
+            (lib.parent / extra).write_text(f"{pname}\n")
+        out.append(Staged(lib.parent, pname, "out", True, "bundle"))
+    return out
+
+
+def _non_toplevel_copies(traps: _TrapStore, providers: Sequence[Staged]) -> list[Staged]:
+    """Non-top-level copies of some providers (build inputs of something else)."""
+    out: list[Staged] = []
+    for provider in providers:
+        if provider.attr in NON_TOPLEVEL_COPIES:
+            lib = traps.lib(provider.dir.name)
+            for src in sorted((provider.dir / "lib").iterdir()):
+                if src.is_file() and not src.is_symlink():
+                    shutil.copyfile(src, lib / src.name)
+            # Another store path than the provider's (same name, other contents).
+            (lib.parent / "nix-support").mkdir()
+            (lib.parent / "nix-support/propagated-build-inputs").write_text("\n")
+            out.append(Staged(lib.parent, provider.attr, provider.output, False, "non-toplevel"))
+    return out
+
+
+def _dev_outputs(traps: _TrapStore, providers: Sequence[Staged]) -> list[Staged]:
+    """`dev` outputs with pkg-config files and headers, for some providers only."""
+    out: list[Staged] = []
+    for provider in providers:
+        pcs = DEV_OUTPUTS.get(provider.attr)
+        if pcs is None or provider.attr in {s.attr for s in out}:
+            continue
+        name = provider.dir.name.removesuffix(f"-{provider.output}")
+        lib = traps.lib(f"{name}-dev")
+        (lib / "pkgconfig").mkdir()
+        for pc in pcs:
+            (lib / "pkgconfig" / f"{pc}.pc").write_text(f"Name: {pc}\n")
+        (lib.parent / "include").mkdir()
+        (lib.parent / "include" / f"{provider.attr}.h").write_text("/* */\n")
+        out.append(Staged(lib.parent, provider.attr, "dev", True, "dev"))
+    return out
+
+
 def _libfoo_releases(traps: _TrapStore, fixture_libs: Mapping[str, Path]) -> list[Staged]:
     """libfoo: the old release (lacks FOO_1.2; also holds libbar, so it covers
     more), the new one, and libbar alone."""
@@ -109,7 +180,9 @@ def stage_traps(providers: Sequence[Staged], libs: Mapping[str, Path],
     """The phenomena of the real database (see the module docstring)."""
     traps = _TrapStore(staging)
     return [_fhs_env(traps, providers), _bundling_app(traps, libs),
+            *_bundling_apps(traps, libs),
             *_non_toplevel_zlib(traps, providers, libs),
+            *_non_toplevel_copies(traps, providers), *_dev_outputs(traps, providers),
             *_libfoo_releases(traps, fixture_libs)]
 
 

@@ -144,16 +144,20 @@ def write_world_database(file: Path, items: Sequence[tuple[StoreItem, Path]],
                          seed: int = DATABASE_SEED) -> None:
     """The world's nix-index database, store paths in a shuffled order."""
     from nixld.database import FileEntry, Origin, StorePath, write_database
+    from nixld.demo.catalog import ALIASES
 
-    order = list(items)
+    # A provider's store path is listed again under each alias attribute.
+    order = [(item, tree, attr) for item, tree in items
+             for attr in (item.attr, *(ALIASES.get(item.attr, ()) if item.role == "provider"
+                                       else ()))]
     random.Random(seed).shuffle(order)
 
     def blocks() -> Iterator[tuple[StorePath, list[FileEntry]]]:
-        for item, tree in order:
+        for item, tree, attr in order:
             base = item.store_path.rsplit("/", 1)[1]
             digest, name = base.split("-", 1)
             store_path = StorePath(STORE_DIR, digest, name,
-                                   Origin(item.attr, item.output, item.toplevel, SYSTEM))
+                                   Origin(attr, item.output, item.toplevel, SYSTEM))
             yield store_path, [FileEntry(p, k, s, t)  # type: ignore[arg-type]
                                for p, k, s, t in file_entries(tree)]
 

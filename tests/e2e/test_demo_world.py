@@ -15,6 +15,7 @@ from nixld import demo as w
 from nixld import nix
 from nixld.database import read_database
 from nixld.demo import providers
+from nixld.demo.catalog import ALIASES, BUNDLING_APPS, DEV_OUTPUTS, NON_TOPLEVEL_COPIES
 
 FOREIGN = [f.name for f in w.FOREIGN]
 FIXTURES = list(w.FIXTURE_WHY)
@@ -170,11 +171,12 @@ def test_database_describes_the_real_store_paths(world: w.World,
     blocks = list(read_database(world.database_file))
     by_path = {sp.path: (sp, entries) for sp, entries in blocks}
     assert set(by_path) == {i.store_path for i in world.items}
-    for item in world.items:
-        sp, _ = by_path[item.store_path]
+    items = {i.store_path: i for i in world.items}
+    for sp, _ in blocks:  # a provider's path once per attribute (its aliases)
+        item = items[sp.path]
         assert sp.origin is not None
-        assert (sp.origin.attr, sp.origin.output, sp.origin.toplevel) == (
-            item.attr, item.output, item.toplevel)
+        assert sp.origin.attr in (item.attr, *ALIASES.get(item.attr, ()))
+        assert (sp.origin.output, sp.origin.toplevel) == (item.output, item.toplevel)
     # Every entry of a substituted path is there, with its size or target.
     bzip2 = next(i for i in world.items if i.attr == "bzip2")
     assert realise([bzip2.store_path], world_env).returncode == 0
@@ -202,8 +204,24 @@ def test_database_holds_the_traps(world: w.World) -> None:
     assert len(set(fhs.sonames) & every) >= 0.9 * len(every)
     assert "libncursesw.so.6" not in fhs.sonames
     # An application bundling a few common libraries.
-    bundle = items["bundle"]
+    bundle = world.item("zoom-5.16.10.668")
     assert {"libz.so.1", "libssl.so.3", "libcrypto.so.3"} <= set(bundle.sonames)
+    # More applications (one a -bin package) with 3 to 10 copies of providers'.
+    apps = [world.item(name) for name in BUNDLING_APPS]
+    assert all(a.role == "bundle" and a.toplevel for a in apps)
+    assert all(3 <= len(set(a.sonames) & every) <= 10 for a in apps)
+    # Aliases: the same store path listed under several attributes.
+    listed: dict[str, set[str]] = {}
+    for sp, _ in read_database(world.database_file):
+        assert sp.origin is not None
+        listed.setdefault(sp.path, set()).add(sp.origin.attr)
+    openssl = next(i for i in providers if i.attr == "openssl")
+    assert listed[openssl.store_path] == {"openssl", *ALIASES["openssl"]}
+    # Non-top-level copies of providers, and dev outputs for some providers only.
+    copies = {i.attr for i in world.items if i.role == "non-toplevel"}
+    assert set(NON_TOPLEVEL_COPIES) <= copies
+    devs = {i.attr for i in world.items if i.role == "dev"}
+    assert devs == set(DEV_OUTPUTS) and devs < {i.attr for i in providers}
     # Non-top-level copies: one beside a top-level provider, one alone.
     assert [i.toplevel for i in world.providers_of("libz.so.1")
             if i.attr == "zlib"].count(False) == 1
