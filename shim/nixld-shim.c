@@ -16,11 +16,24 @@
 #include "entry.h"
 #include "syscalls.h"
 
+/* The i686 build is the 32-bit interpreter of a 64-bit x86 machine
+ * (/lib/ld-linux.so.2 beside the x86_64 shim). There NIX_LD names the 64-bit
+ * loader, which cannot load a 32-bit program: it reads only NIX_LD_i686_linux
+ * and has the NixOS module's 32-bit defaults, as nixld/search.py models it. */
+#if defined(__i386__)
+#define NIXLD_FOREIGN_I686 1
+#define NIXLD_LOADER_VARS "NIX_LD_" NIXLD_SYSTEM
+#define NIXLD_DEFAULT_DIR "/run/current-system/sw/share/nix-ld32/lib"
+#else
+#define NIXLD_FOREIGN_I686 0
+#define NIXLD_LOADER_VARS "NIX_LD_" NIXLD_SYSTEM " or NIX_LD"
+#define NIXLD_DEFAULT_DIR "/run/current-system/sw/share/nix-ld/lib"
+#endif
 #ifndef NIXLD_DEFAULT_LD
-#define NIXLD_DEFAULT_LD "/run/current-system/sw/share/nix-ld/lib/ld.so"
+#define NIXLD_DEFAULT_LD NIXLD_DEFAULT_DIR "/ld.so"
 #endif
 #ifndef NIXLD_DEFAULT_LIBRARY_PATH
-#define NIXLD_DEFAULT_LIBRARY_PATH "/run/current-system/sw/share/nix-ld/lib"
+#define NIXLD_DEFAULT_LIBRARY_PATH NIXLD_DEFAULT_DIR
 #endif
 #ifndef NIXLD_SYSTEM_ENTRIES_DIR
 #define NIXLD_SYSTEM_ENTRIES_DIR "/etc/nixld/entries"
@@ -301,7 +314,8 @@ static void init_ctx(struct context *c, uintptr_t *sp)
         scan_env(c);
 }
 
-/* `NIX_LD_<system>`, else `NIX_LD`, else the default; empty means unset. */
+/* `NIX_LD_<system>`, else `NIX_LD` (not on i686: see NIXLD_FOREIGN_I686),
+ * else the default; empty means unset. */
 static void choose_loader(struct context *c)
 {
     c->ld_path = NIXLD_DEFAULT_LD;
@@ -309,7 +323,7 @@ static void choose_loader(struct context *c)
         return; /* glibc ignores the environment here; so do we */
     if (c->nix_ld_sys.value && *c->nix_ld_sys.value)
         c->ld_path = c->nix_ld_sys.value;
-    else if (c->nix_ld.value && *c->nix_ld.value)
+    else if (!NIXLD_FOREIGN_I686 && c->nix_ld.value && *c->nix_ld.value)
         c->ld_path = c->nix_ld.value;
 }
 
@@ -953,7 +967,7 @@ __attribute__((noreturn)) static void run_directly(struct context *c)
     if (c->argc < 2) {
         say("usage: nixld-shim PROGRAM [ARGS...]\n"
             "An ELF interpreter (nix-ld compatible): loads the loader named by\n"
-            "NIX_LD_" NIXLD_SYSTEM " or NIX_LD (default " NIXLD_DEFAULT_LD ")\n"
+            NIXLD_LOADER_VARS " (default " NIXLD_DEFAULT_LD ")\n"
             "with the library path: the per-binary entry's dirs (from\n"
             "$XDG_STATE_HOME/nixld/entries, then " NIXLD_SYSTEM_ENTRIES_DIR "),\n"
             "$LD_LIBRARY_PATH, then NIX_LD_LIBRARY_PATH_" NIXLD_SYSTEM " or\n"
