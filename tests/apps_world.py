@@ -36,7 +36,7 @@ from nixld.demo.catalog import STORE_DIR, SYSTEM
 from nixld.demo.tools import run_tool
 from nixld.demo.world import locked
 
-APPS_VERSION = 1
+APPS_VERSION = 2
 
 WHEELS = ("PySide6-Essentials==6.9.3", "shiboken6==6.9.3", "opencv-python==5.0.0.93",
           "numpy==2.3.5")
@@ -101,8 +101,10 @@ class Apps:
             base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The world's environment with both caches and the combined database."""
         env = world.env(home, base)
+        keys = f"{store.cache_public_key(world.cache_dir)} {store.cache_public_key(self.cache_dir)}"
         env["NIX_CONFIG"] = (f"substituters = {world.substituter} file://{self.cache_dir}\n"
-                             "require-sigs = false\nnarinfo-cache-negative-ttl = 0\n")
+                             f"trusted-public-keys = {keys}\n"
+                             "narinfo-cache-negative-ttl = 0\n")
         env["NIX_INDEX_DATABASE"] = str(self.database_dir)
         return env
 

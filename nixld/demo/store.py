@@ -82,10 +82,23 @@ def add_all(dirs: Sequence[Path]) -> list[str]:
     return [nix.add_to_store(d) for d in dirs]
 
 
+def cache_public_key(cache_dir: Path) -> str:
+    """The key a world's cache is signed with (`name:base64`), made on first use
+    beside the cache: clients trust it with `trusted-public-keys`, as real
+    caches are trusted, never with `require-sigs = false`."""
+    secret, public = cache_dir.parent / "cache-key.sec", cache_dir.parent / "cache-key.pub"
+    if not (secret.exists() and public.exists()):
+        cache_dir.parent.mkdir(parents=True, exist_ok=True)
+        return nix.generate_signing_key(f"nixld-world-{cache_dir.parent.name}", secret, public)
+    return public.read_text().strip()
+
+
 def copy_to_cache(store_paths: Sequence[str], cache_dir: Path) -> None:
-    """zstd-compressed: Nix's default (xz) takes the world's build from 3 s to
-    30 s on this machine."""
-    nix.copy_to_cache(store_paths, cache_dir, compression="zstd")
+    """Signed with the cache's own key; zstd-compressed: Nix's default (xz)
+    takes the world's build from 3 s to 30 s on this machine."""
+    cache_public_key(cache_dir)
+    nix.copy_to_cache(store_paths, cache_dir, compression="zstd",
+                      secret_key=cache_dir.parent / "cache-key.sec")
 
 
 def delete_unrooted(store_paths: Iterable[str]) -> list[str]:

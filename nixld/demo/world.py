@@ -29,6 +29,7 @@ from nixld.demo.store import (
     StoreItem,
     add_all,
     build_users_setting,
+    cache_public_key,
     copy_to_cache,
     delete_unrooted,
     item_of,
@@ -80,7 +81,8 @@ class World:
 
     @property
     def nix_config(self) -> str:
-        return (f"substituters = {self.substituter}\nrequire-sigs = false\n"
+        return (f"substituters = {self.substituter}\n"
+                f"trusted-public-keys = {cache_public_key(self.cache_dir)}\n"
                 f"narinfo-cache-negative-ttl = 0\n{build_users_setting()}")
 
     def item(self, store_name: str) -> StoreItem:
