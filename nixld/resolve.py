@@ -108,24 +108,15 @@ def _executables(path: str) -> list[str]:
 
 def _is_dynamic_executable(full: str) -> bool:
     from nixld.elf import ElfInfo, read_binary
+    from nixld.runtime import has_elf_magic
 
-    if os.path.islink(full) or not os.path.isfile(full) or not _has_elf_magic(full):
+    if os.path.islink(full) or not os.path.isfile(full) or not has_elf_magic(full):
         return False
     try:
         info = read_binary(full)
     except BadInputError:
         return False
     return isinstance(info, ElfInfo) and info.interpreter is not None and bool(info.needed)
-
-
-def _has_elf_magic(path: str) -> bool:
-    # A cheap pre-filter so a large application tree does not parse every
-    # data file with pyelftools; pyelftools still reads every real ELF.
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
 
 
 # ---------------------------------------------------------------- before the rounds

@@ -148,11 +148,13 @@ def walk_elf_files(dirs: Sequence[str], *, max_depth: int = MAX_DEPTH,
                 seen += 1
                 if seen > max_files:
                     return
-                if not os.path.islink(full) and _has_elf_magic(full):
+                if not os.path.islink(full) and has_elf_magic(full):
                     yield full
 
 
-def _has_elf_magic(path: str) -> bool:
+def has_elf_magic(path: str) -> bool:
+    """A cheap pre-filter so a large application tree does not parse every
+    data file with pyelftools; pyelftools still reads every real ELF."""
     try:
         with open(path, "rb") as f:
             return f.read(4) == b"\x7fELF"
@@ -258,7 +260,7 @@ def _interpreters(bindir: Path, version: str = "python") -> tuple[str, ...]:
         if not name.startswith(version) and not name.startswith("python"):
             continue
         real = os.path.realpath(bindir / name)
-        if real not in found and os.path.isfile(real) and _has_elf_magic(real):
+        if real not in found and os.path.isfile(real) and has_elf_magic(real):
             found.append(real)
     return tuple(found)
 
