@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.fixtures.shim.harness import (
     entry_text,
     fnv1a64,
     make_shim,
+    world_readable_dir,
     write_build_id_entry,
     write_entry,
 )
@@ -36,13 +36,8 @@ LOADER_ERROR = "error while loading shared libraries: libwho.so"
 def harness() -> Iterator[ShimHarness]:
     need_tool("gcc")
     need_tool("make")
-    # Not under pytest's 0700 tmp dir: the setuid test runs fixtures as nobody.
-    root = Path(tempfile.mkdtemp(prefix="nixld-shim-test-"))
-    os.chmod(root, 0o755)
-    try:
+    with world_readable_dir("nixld-shim-test-") as root:
         yield build_harness(root / "w")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.fixtures.shim.harness import (
     compile_c,
     entry_text,
     make_shim,
+    world_readable_dir,
     write_build_id_entry,
     write_entry,
 )
@@ -86,13 +86,8 @@ def build_harness32(root: Path) -> Harness32:
 def w32() -> Iterator[Harness32]:
     need_m32()
     need_tool("make")
-    # Not under pytest's 0700 tmp dir: the setuid test runs fixtures as nobody.
-    root = Path(tempfile.mkdtemp(prefix="nixld-shim-i686-"))
-    os.chmod(root, 0o755)
-    try:
+    with world_readable_dir("nixld-shim-i686-") as root:
         yield build_harness32(root / "w")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def lines_with(stdout: str, prefix: str) -> list[str]:
